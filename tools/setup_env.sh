@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtual environment at <repo>/.venv with everything
+# detr_plugin needs. Safe to run repeatedly: once the requirements are installed
+# it only checks a stamp file and returns in a second.
+#
+# GPU users: install your own CUDA build of torch into .venv first
+#   python3 -m venv .venv && .venv/bin/pip install torch==<your version>
+# and this script keeps it (it installs torch==2.13.0, the CPU wheel, only when
+# no torch is importable).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+STAMP="$VENV/.detr_plugin_setup"
+
+# The stamp records the files that define the environment; any change re-runs pip.
+want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
+if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+
+start=$(date +%s)
+[ -x "$PY" ] || "${PYTHON:-python3}" -m venv "$VENV"
+pip() { "$PY" -m pip --disable-pip-version-check "$@"; }
+
+# mmcv's setup.py imports pkg_resources (gone in setuptools 81) and torch 2.13
+# wants setuptools >= 77.0.3.
+pip install -q "setuptools>=77.0.3,<81" wheel
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  pip install -q torch==2.13.0
+fi
+# mmdet 3.3.0 asserts mmcv < 2.2; there is no prebuilt 2.1.0 wheel for this torch,
+# so it is built from source with its ops (about 9 minutes on 2 cores, once: pip
+# caches the wheel). Its setup.py imports torch, hence --no-build-isolation.
+if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+  pip install -q numpy
+  MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" pip install --no-build-isolation mmcv==2.1.0
+fi
+pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
+pip install -q --no-build-isolation --no-deps -e "$ROOT"
+echo "$want" > "$STAMP"
+echo "[setup_env] environment ready in $(( $(date +%s) - start )) s at $VENV"
