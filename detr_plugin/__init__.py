@@ -1,0 +1,9 @@
+"""DETR (Carion et al. 2020) for the OpenMMLab stack.
+
+Importing the package registers its modules in the ``detr_plugin`` registry
+scope (children of mmdet's registries); see :mod:`detr_plugin.registry`.
+"""
+from . import models  # noqa: F401  (registers the modules)
+from .registry import MODELS, TASK_UTILS  # noqa: F401
+
+__version__ = '0.1.0'

@@ -1,0 +1,18 @@
+"""DETR's modules, one idea per file; importing registers them."""
+from .attention import MultiheadAttention
+from .detr import DETR
+from .detr_head import DETRHead
+from .hungarian_assigner import HungarianAssigner, QueryMatches
+from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
+                          IoUCost)
+from .positional_encoding import (LearnedPositionalEncoding,
+                                  SinePositionalEncoding)
+from .transformer_layers import (BaseTransformerLayer, DetrTransformerDecoder,
+                                 DetrTransformerEncoder)
+
+__all__ = [
+    'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
+    'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
+    'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
+    'BaseTransformerLayer', 'DetrTransformerDecoder', 'DetrTransformerEncoder'
+]

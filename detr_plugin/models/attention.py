@@ -1,0 +1,110 @@
+"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``.
+
+The parameters are laid out as in ``torch.nn.MultiheadAttention``
+(``in_proj_weight`` ``(3D, D)``, ``in_proj_bias`` ``(3D,)``, ``out_proj``), so
+weights of the official DETR and of mmdet/mmcv load unchanged. mmcv's wrapper
+calls ``nn.MultiheadAttention`` with ``need_weights=True``, which never reaches
+the fused kernels; here the fused path is the default and the explicit path
+(which also yields the weights) runs only when asked for.
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..registry import MODELS
+
+
+@MODELS.register_module()
+class MultiheadAttention(BaseModule):
+    """Batch-first multi-head attention; positions are added by the caller.
+
+    Args:
+        embed_dims: model width ``D``.
+        num_heads: heads ``H``; ``D`` must be divisible by it.
+        attn_drop: dropout on the attention weights (training only).
+        proj_drop: dropout on the output, before the caller's residual add.
+        keep_weights: opt-in; when True every forward runs the explicit path
+            and stores the head-wise weights ``(B, H, Lq, Lk)`` in
+            ``self.attn_weights`` (detached), e.g. for attention maps.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 keep_weights: bool = False,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by '
+                             f'num_heads={num_heads}')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dims,
+                                                       embed_dims))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dims))
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.keep_weights = keep_weights
+        self.attn_weights: Optional[Tensor] = None
+        # The same initialization as nn.MultiheadAttention.
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """``(B, L, D)`` -> ``(B, H, L, D / H)``."""
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, -1).transpose(1, 2)
+
+    def forward(self,
+                query: Tensor,
+                key: Tensor,
+                value: Tensor,
+                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: ``(B, Lq, D)``.
+            key: ``(B, Lk, D)``.
+            value: ``(B, Lk, D)``.
+            key_padding_mask: ``(B, Lk)`` bool, True = padded key (ignored),
+                the meaning ``nn.MultiheadAttention`` gives it; or None.
+
+        Returns:
+            ``(B, Lq, D)``: the attention output after ``out_proj`` and
+            ``proj_drop`` (no residual).
+        """
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = self._split_heads(F.linear(query, w_q, b_q))
+        k = self._split_heads(F.linear(key, w_k, b_k))
+        v = self._split_heads(F.linear(value, w_v, b_v))
+        # (B, 1, 1, Lk), True where the key takes part in attention
+        attend = None if key_padding_mask is None else \
+            ~key_padding_mask[:, None, None, :]
+        dropout_p = self.attn_drop if self.training else 0.
+        if self.keep_weights:
+            out = self._explicit_attention(q, k, v, attend, dropout_p)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attend, dropout_p=dropout_p)
+        batch, _, length, _ = out.shape
+        out = out.transpose(1, 2).reshape(batch, length, self.embed_dims)
+        return self.proj_drop(self.out_proj(out))
+
+    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor,
+                            attend: Optional[Tensor],
+                            dropout_p: float) -> Tensor:
+        """softmax(q k^T / sqrt(d)) v, keeping the weights ``(B, H, Lq, Lk)``."""
+        logits = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if attend is not None:
+            logits = logits.masked_fill(~attend, float('-inf'))
+        weights = logits.softmax(dim=-1)
+        self.attn_weights = weights.detach()
+        return F.dropout(weights, dropout_p, self.training) @ v

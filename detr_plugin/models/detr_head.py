@@ -1,0 +1,291 @@
+"""DETR's prediction head, set-prediction loss and post-processing.
+
+Per query: a linear classifier over ``num_classes + 1`` (the last class is
+"no object") and a 3-layer MLP regressing a normalized (cx, cy, w, h) box
+through a sigmoid. The loss (paper eq. 2) is computed for every decoder layer
+after one Hungarian matching of all layers: cross-entropy with the no-object
+class down-weighted to 0.1, L1 x 5 and GIoU x 2, the box losses divided by the
+number of ground-truth boxes averaged over processes and clamped at 1.
+"""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet.utils import reduce_mean
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from ..registry import MODELS, TASK_UTILS
+from .hungarian_assigner import QueryMatches
+from .match_costs import BatchedTargets
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (DETR's box MLP)."""
+
+    def __init__(self, in_dims: int, hidden_dims: int, out_dims: int,
+                 num_layers: int) -> None:
+        super().__init__()
+        dims = [in_dims] + [hidden_dims] * (num_layers - 1) + [out_dims]
+        self.layers = nn.ModuleList(
+            nn.Linear(d_in, d_out) for d_in, d_out in zip(dims, dims[1:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+@MODELS.register_module()
+class DETRHead(BaseModule):
+    """Classifier + box MLP over decoder outputs, with DETR's loss.
+
+    Args:
+        num_classes: object classes, excluding no-object.
+        embed_dims: decoder width ``D``.
+        num_reg_fcs: hidden layers of the box MLP (DETR: 2, so 3 linears).
+        loss_cls: mmdet ``CrossEntropyLoss`` config; ``bg_cls_weight`` is the
+            no-object class weight (DETR's ``eos_coef``, 0.1).
+        loss_bbox: mmdet ``L1Loss`` config (weight 5).
+        loss_iou: mmdet ``GIoULoss`` config (weight 2).
+        sync_cls_avg_factor: average the classification normalizer over
+            processes too, so that N processes of one image each compute the
+            same gradient as one process of N images.
+        train_cfg: ``dict(assigner=...)``, a ``HungarianAssigner`` config.
+        test_cfg: ``max_per_img`` (top-k detections, at most the number of
+            queries) and ``score_thr`` (drop detections scoring below it).
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 embed_dims: int = 256,
+                 num_reg_fcs: int = 2,
+                 loss_cls: dict = dict(
+                     type='CrossEntropyLoss',
+                     bg_cls_weight=0.1,
+                     use_sigmoid=False,
+                     loss_weight=1.0,
+                     class_weight=1.0),
+                 loss_bbox: dict = dict(type='L1Loss', loss_weight=5.0),
+                 loss_iou: dict = dict(type='GIoULoss', loss_weight=2.0),
+                 sync_cls_avg_factor: bool = True,
+                 train_cfg: dict = dict(
+                     assigner=dict(type='HungarianAssigner')),
+                 test_cfg: dict = dict(max_per_img=100),
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.num_classes = num_classes
+        self.embed_dims = embed_dims
+        loss_cls = dict(loss_cls)
+        if loss_cls.get('use_sigmoid', False):
+            raise ValueError('DETRHead implements the softmax classifier '
+                             'with a no-object class; use_sigmoid=True is '
+                             'not supported.')
+        class_weight = float(loss_cls.get('class_weight', 1.0))
+        self.bg_cls_weight = float(loss_cls.pop('bg_cls_weight', 0.1))
+        weights = torch.full((num_classes + 1, ), class_weight)
+        weights[num_classes] = self.bg_cls_weight
+        loss_cls['class_weight'] = weights.tolist()
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self.sync_cls_avg_factor = sync_cls_avg_factor
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg or {}
+        if train_cfg:
+            self.assigner = TASK_UTILS.build(train_cfg['assigner'])
+        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
+        self.reg_mlp = MLP(embed_dims, embed_dims, 4, num_reg_fcs + 1)
+
+    def forward(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
+        """Predict classes and boxes for every layer's queries.
+
+        Args:
+            hidden_states: ``(L, B, Q, D)`` decoder outputs.
+
+        Returns:
+            ``cls_logits`` ``(L, B, Q, C + 1)`` and ``box_preds``
+            ``(L, B, Q, 4)``, normalized (cx, cy, w, h) in [0, 1].
+        """
+        return self.fc_cls(hidden_states), \
+            self.reg_mlp(hidden_states).sigmoid()
+
+    # ------------------------------------------------------------ training
+    def loss(self, hidden_states: Tensor, batch_data_samples) -> dict:
+        """Forward and loss; see :meth:`loss_by_feat` for the keys."""
+        cls_logits, box_preds = self(hidden_states)
+        return self.loss_by_feat(
+            cls_logits, box_preds,
+            [s.gt_instances for s in batch_data_samples],
+            [s.metainfo for s in batch_data_samples])
+
+    def loss_by_feat(self, cls_logits: Tensor, box_preds: Tensor,
+                     batch_gt_instances: Sequence[InstanceData],
+                     batch_img_metas: Sequence[dict]) -> Dict[str, Tensor]:
+        """DETR's set loss for every decoder layer.
+
+        Args:
+            cls_logits: ``(L, B, Q, C + 1)``.
+            box_preds: ``(L, B, Q, 4)`` normalized cxcywh.
+            batch_gt_instances: per image ``bboxes`` ``(G_b, 4)`` xyxy pixels
+                and ``labels`` ``(G_b,)``.
+            batch_img_metas: per image ``img_shape`` ``(h, w)``.
+
+        Returns:
+            ``loss_cls``, ``loss_bbox``, ``loss_iou`` of the last layer,
+            ``d{i}.loss_*`` of layer ``i`` for the others, and the
+            gradient-free ``class_error`` (%, top-1 error of the last layer's
+            matched queries) and ``cardinality_error`` (mean over images of
+            |non-no-object predictions - boxes|).
+        """
+        num_layers, batch, num_queries = cls_logits.shape[:3]
+        targets = BatchedTargets.from_instances(
+            batch_gt_instances, batch_img_metas, cls_logits.device)
+        matches = self.assigner.assign(cls_logits, box_preds, targets)
+        loss_cls = self._classification_loss(cls_logits, targets, matches)
+        loss_bbox, loss_iou = self._box_losses(box_preds, targets, matches,
+                                               num_layers)
+        losses = {}
+        for layer in range(num_layers):
+            prefix = '' if layer == num_layers - 1 else f'd{layer}.'
+            losses[prefix + 'loss_cls'] = loss_cls[layer]
+            losses[prefix + 'loss_bbox'] = loss_bbox[layer]
+            losses[prefix + 'loss_iou'] = loss_iou[layer]
+        losses.update(self._logged_errors(cls_logits[-1], targets, matches))
+        return losses
+
+    def _class_targets(self, cls_logits: Tensor, targets: BatchedTargets,
+                       matches: QueryMatches) -> Tensor:
+        """``(L, B, Q)`` class targets; no-object (C) where unmatched."""
+        labels = torch.full(cls_logits.shape[:3], self.num_classes,
+                            dtype=torch.long, device=cls_logits.device)
+        labels[matches.layer_idx, matches.batch_idx, matches.query_idx] = \
+            targets.labels[matches.batch_idx, matches.gt_idx]
+        return labels
+
+    def _classification_loss(self, cls_logits: Tensor,
+                             targets: BatchedTargets,
+                             matches: QueryMatches) -> Tensor:
+        """``(L,)`` weighted cross-entropy, a weighted mean per layer."""
+        num_layers, batch, num_queries = cls_logits.shape[:3]
+        labels = self._class_targets(cls_logits, targets, matches)
+        per_query = self.loss_cls(
+            cls_logits.reshape(-1, self.num_classes + 1).float(),
+            labels.reshape(-1),
+            reduction_override='none')
+        # Sum of class weights over a layer's queries, as the official
+        # weighted mean divides by; known on the host.
+        num_pos = matches.num_per_layer
+        avg_factor = num_pos + (batch * num_queries - num_pos) * \
+            self.bg_cls_weight
+        if self.sync_cls_avg_factor:
+            avg_factor = reduce_mean(
+                cls_logits.new_tensor(avg_factor, dtype=torch.float32))
+            avg_factor = torch.clamp(avg_factor, min=1)
+        else:
+            avg_factor = max(avg_factor, 1)
+        return per_query.view(num_layers, -1).sum(1) / avg_factor
+
+    def _box_losses(self, box_preds: Tensor, targets: BatchedTargets,
+                    matches: QueryMatches,
+                    num_layers: int) -> Tuple[Tensor, Tensor]:
+        """``(L,)`` L1 and GIoU losses over matched pairs / number of boxes."""
+        num_boxes = reduce_mean(
+            box_preds.new_tensor(matches.num_per_layer, dtype=torch.float32))
+        num_boxes = torch.clamp(num_boxes, min=1)
+        pred = box_preds[matches.layer_idx, matches.batch_idx,
+                         matches.query_idx].float()  # (M, 4)
+        if pred.numel() == 0:
+            zero = box_preds.sum() * 0  # keeps every output in the graph
+            return zero.expand(num_layers), zero.expand(num_layers)
+        target = targets.boxes_cxcywh[matches.batch_idx, matches.gt_idx]
+        per_pair_l1 = self.loss_bbox(
+            pred, target, reduction_override='none').sum(-1)  # (M,)
+        # GIoU in pixels, like mmdet (its eps is absolute, in pixel units).
+        factors = targets.img_factors[matches.batch_idx]
+        per_pair_giou = self.loss_iou(
+            bbox_cxcywh_to_xyxy(pred) * factors,
+            bbox_cxcywh_to_xyxy(target) * factors,
+            reduction_override='none')  # (M,)
+        zeros = pred.new_zeros(num_layers)
+        loss_bbox = zeros.index_add(0, matches.layer_idx, per_pair_l1)
+        loss_iou = zeros.index_add(0, matches.layer_idx, per_pair_giou)
+        return loss_bbox / num_boxes, loss_iou / num_boxes
+
+    @torch.no_grad()
+    def _logged_errors(self, last_logits: Tensor, targets: BatchedTargets,
+                       matches: QueryMatches) -> Dict[str, Tensor]:
+        """DETR's ``class_error`` and ``cardinality_error`` (no gradient)."""
+        if matches.num_per_layer:
+            # pairs are sorted by layer: the last layer's come last
+            last = slice(-matches.num_per_layer, None)
+            batch_idx = matches.batch_idx[last]
+            predicted = last_logits[batch_idx,
+                                    matches.query_idx[last]].argmax(-1)
+            correct = predicted == targets.labels[batch_idx,
+                                                  matches.gt_idx[last]]
+            class_error = 100 - 100 * correct.float().mean()
+        else:  # as official DETR: no matched query counts as 100% error
+            class_error = last_logits.new_tensor(100.)
+        num_pred = (last_logits.argmax(-1) != self.num_classes).sum(1)
+        num_gts = torch.as_tensor(targets.num_gts, device=num_pred.device)
+        cardinality_error = (num_pred - num_gts).abs().float().mean()
+        return dict(class_error=class_error,
+                    cardinality_error=cardinality_error)
+
+    # ----------------------------------------------------------- inference
+    def predict(self, hidden_states: Tensor, batch_data_samples,
+                rescale: bool = True) -> List[InstanceData]:
+        """Detections from the last decoder layer; see :meth:`predict_by_feat`.
+        """
+        cls_logits, box_preds = self(hidden_states[-1:])
+        return self.predict_by_feat(
+            cls_logits, box_preds,
+            [s.metainfo for s in batch_data_samples], rescale=rescale)
+
+    def predict_by_feat(self, cls_logits: Tensor, box_preds: Tensor,
+                        batch_img_metas: Sequence[dict],
+                        rescale: bool = True) -> List[InstanceData]:
+        """Top-k queries by their best object-class probability.
+
+        Args:
+            cls_logits: ``(L, B, Q, C + 1)``; only the last layer is used.
+            box_preds: ``(L, B, Q, 4)`` normalized cxcywh.
+            batch_img_metas: per image ``img_shape`` and, with ``rescale``,
+                ``scale_factor`` (w, h) of the resize from the original.
+            rescale: return boxes in original-image pixels.
+
+        Returns:
+            Per image ``InstanceData`` with ``bboxes`` ``(k, 4)`` xyxy pixels,
+            ``scores`` ``(k,)`` and ``labels`` ``(k,)``, by descending score.
+        """
+        probs = cls_logits[-1].float().softmax(-1)[..., :-1]  # (B, Q, C)
+        scores, labels = probs.max(-1)  # (B, Q)
+        top_k = min(self.test_cfg.get('max_per_img', 100), scores.size(1))
+        scores, index = scores.topk(top_k, dim=1)  # (B, k)
+        labels = labels.gather(1, index)
+        boxes = box_preds[-1].float().gather(
+            1, index[..., None].expand(-1, -1, 4))
+        sizes = torch.tensor(
+            [[m['img_shape'][1], m['img_shape'][0]] * 2
+             for m in batch_img_metas],
+            dtype=boxes.dtype, device=boxes.device)[:, None, :]  # (B, 1, 4)
+        boxes = torch.minimum(
+            (bbox_cxcywh_to_xyxy(boxes) * sizes).clamp(min=0), sizes)
+        if rescale:
+            scale = torch.tensor(
+                [list(m['scale_factor']) * 2 for m in batch_img_metas],
+                dtype=boxes.dtype, device=boxes.device)[:, None, :]
+            boxes = boxes / scale
+        score_thr = self.test_cfg.get('score_thr', 0.)
+        results = []
+        for img in range(len(batch_img_metas)):
+            keep = scores[img] >= score_thr if score_thr > 0 else slice(None)
+            results.append(InstanceData(bboxes=boxes[img][keep],
+                                        scores=scores[img][keep],
+                                        labels=labels[img][keep]))
+        return results

@@ -1,0 +1,134 @@
+"""One-to-one matching of queries to ground-truth boxes (DETR paper, eq. 1).
+
+The costs of every decoder layer and every image are built in one batched
+pass, moved to the host once, and solved per (layer, image) by
+``scipy.optimize.linear_sum_assignment``. mmdet's assigner instead moves one
+cost matrix per layer per image and adds ``nonzero``/``unique``/``.item()``
+device syncs around each.
+"""
+import warnings
+from dataclasses import dataclass
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from ..registry import TASK_UTILS
+from .match_costs import BatchedTargets
+
+DETR_MATCH_COSTS = (
+    dict(type='ClassificationCost', weight=1.),
+    dict(type='BBoxL1Cost', weight=5.),
+    dict(type='IoUCost', iou_mode='giou', weight=2.),
+)
+
+
+@dataclass
+class QueryMatches:
+    """Matched (query, box) pairs of all layers and images, flattened.
+
+    Every attribute is a ``(M,)`` long tensor on the predictions' device:
+    pair ``i`` matches query ``query_idx[i]`` of image ``batch_idx[i]`` at
+    decoder layer ``layer_idx[i]`` to that image's box ``gt_idx[i]``. Each
+    layer has ``num_per_layer = sum_b min(Q, num_gts[b])`` pairs.
+    """
+    layer_idx: Tensor
+    batch_idx: Tensor
+    query_idx: Tensor
+    gt_idx: Tensor
+    num_per_layer: int
+
+
+@TASK_UTILS.register_module()
+class HungarianAssigner:
+    """Minimum-cost bipartite matching over a weighted sum of match costs.
+
+    Args:
+        match_costs: configs of the costs (``TASK_UTILS``) that are summed;
+            DETR's classification, L1 and GIoU costs by default.
+    """
+
+    def __init__(self,
+                 match_costs: Union[dict, Sequence[dict]] = DETR_MATCH_COSTS
+                 ) -> None:
+        if isinstance(match_costs, dict):
+            match_costs = [match_costs]
+        self.match_costs = [TASK_UTILS.build(cfg) for cfg in match_costs]
+        self._warned_too_many_gts = False
+
+    @torch.no_grad()
+    def cost_matrices(self, cls_logits: Tensor, box_preds: Tensor,
+                      targets: BatchedTargets) -> np.ndarray:
+        """Total matching cost on the host.
+
+        Args:
+            cls_logits: ``(L, B, Q, C + 1)`` logits of every decoder layer.
+            box_preds: ``(L, B, Q, 4)`` normalized cxcywh boxes.
+            targets: the batch's padded ground truth.
+
+        Returns:
+            ``(B, L, Q, G)`` float32 numpy array.
+        """
+        num_layers, batch, num_queries = cls_logits.shape[:3]
+        # (L, B, Q, ·) -> (B, L*Q, ·): one batched op covers every layer.
+        logits = cls_logits.transpose(0, 1).reshape(
+            batch, num_layers * num_queries, -1)
+        boxes = box_preds.transpose(0, 1).reshape(
+            batch, num_layers * num_queries, 4)
+        cost = sum(c(logits, boxes, targets) for c in self.match_costs)
+        cost = cost.view(batch, num_layers, num_queries, -1)
+        return cost.float().cpu().numpy()  # the one device-to-host copy
+
+    def assign(self, cls_logits: Tensor, box_preds: Tensor,
+               targets: BatchedTargets) -> QueryMatches:
+        """Match every layer's queries of every image to that image's boxes.
+
+        Args:
+            cls_logits: ``(L, B, Q, C + 1)``.
+            box_preds: ``(L, B, Q, 4)`` normalized cxcywh.
+            targets: the batch's padded ground truth.
+
+        Returns:
+            The matched pairs; ``min(Q, num_gts[b])`` per layer and image.
+        """
+        num_layers, _, num_queries = cls_logits.shape[:3]
+        device = cls_logits.device
+        self._warn_if_more_gts_than_queries(targets.num_gts, num_queries)
+        if sum(targets.num_gts) == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return QueryMatches(empty, empty, empty, empty, 0)
+        cost = self.cost_matrices(cls_logits, box_preds, targets)
+        pairs: List[np.ndarray] = []  # rows of (layer, image, query, gt)
+        for img, num_gts in enumerate(targets.num_gts):
+            if num_gts == 0:
+                continue
+            img_cost = cost[img, :, :, :num_gts]
+            if not np.isfinite(img_cost).all():
+                layer = int(np.argwhere(~np.isfinite(img_cost))[0, 0])
+                raise FloatingPointError(
+                    f'Non-finite matching cost for image {img} of the batch '
+                    f'at decoder layer {layer}: the predictions contain NaN '
+                    f'or inf (diverged training?).')
+            for layer in range(num_layers):
+                rows, cols = linear_sum_assignment(img_cost[layer])
+                pairs.append(np.stack([np.full_like(rows, layer),
+                                       np.full_like(rows, img), rows, cols]))
+        # Sorted by layer so each layer's pairs are contiguous.
+        pairs_np = np.concatenate(pairs, axis=1)
+        pairs_np = pairs_np[:, np.argsort(pairs_np[0], kind='stable')]
+        index = torch.from_numpy(pairs_np).to(device)  # one host-to-device
+        return QueryMatches(index[0], index[1], index[2], index[3],
+                            pairs_np.shape[1] // num_layers)
+
+    def _warn_if_more_gts_than_queries(self, num_gts: Sequence[int],
+                                       num_queries: int) -> None:
+        most = max(num_gts, default=0)
+        if most > num_queries and not self._warned_too_many_gts:
+            self._warned_too_many_gts = True
+            warnings.warn(
+                f'An image has {most} ground-truth boxes but the model has '
+                f'only {num_queries} queries: {num_queries} boxes of it are '
+                f'matched and the rest are ignored. Raise num_queries above '
+                f'the largest box count of your dataset.')

@@ -1,0 +1,122 @@
+"""DETR's matching costs, computed for a whole batch at once (paper eq. 1).
+
+``cost = w_cls * (-p[target class]) + w_l1 * L1(cxcywh) + w_giou * (-GIoU)``
+with weights 1, 5 and 2 in DETR. Every cost takes predictions for ``N`` queries
+per image (all decoder layers folded into ``N``) and the batch's ground truth
+padded to ``G`` boxes per image, and returns ``(B, N, G)``; columns past an
+image's own box count are padding the assigner never reads.
+"""
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import torch
+from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_overlaps,
+                                   bbox_xyxy_to_cxcywh)
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from ..registry import TASK_UTILS
+
+
+@dataclass
+class BatchedTargets:
+    """Ground truth of a batch, padded to ``G = max(num_gts)`` boxes.
+
+    Attributes:
+        labels: ``(B, G)`` class indices (0 in the padding).
+        boxes_xyxy: ``(B, G, 4)`` boxes in pixels of the network input (x1,
+            y1, x2, y2).
+        boxes_cxcywh: ``(B, G, 4)`` boxes as (cx, cy, w, h) normalized by the
+            image size, DETR's regression target.
+        img_factors: ``(B, 4)`` ``(w, h, w, h)`` of each image in pixels.
+        num_gts: boxes per image, on the host.
+    """
+    labels: Tensor
+    boxes_xyxy: Tensor
+    boxes_cxcywh: Tensor
+    img_factors: Tensor
+    num_gts: List[int]
+
+    @classmethod
+    def from_instances(cls, batch_gt_instances: Sequence,
+                       batch_img_metas: Sequence[dict],
+                       device: torch.device) -> 'BatchedTargets':
+        """Pad mmdet's per-image ``InstanceData`` (bboxes xyxy, labels)."""
+        num_gts = [len(gt) for gt in batch_gt_instances]
+        boxes = [gt.bboxes.float().reshape(-1, 4).to(device)
+                 for gt in batch_gt_instances]
+        labels = [gt.labels.long().to(device) for gt in batch_gt_instances]
+        if max(num_gts, default=0) == 0:  # pad_sequence needs one row
+            boxes = [b.new_zeros((1, 4)) for b in boxes]
+            labels = [lab.new_zeros(1) for lab in labels]
+        boxes_xyxy = pad_sequence(boxes, batch_first=True)
+        factors = torch.tensor(
+            [[meta['img_shape'][1], meta['img_shape'][0]] * 2
+             for meta in batch_img_metas],
+            dtype=torch.float32, device=device)
+        return cls(
+            labels=pad_sequence(labels, batch_first=True),
+            boxes_xyxy=boxes_xyxy,
+            boxes_cxcywh=bbox_xyxy_to_cxcywh(boxes_xyxy / factors[:, None]),
+            img_factors=factors,
+            num_gts=num_gts)
+
+
+class _WeightedCost:
+
+    def __init__(self, weight: float = 1.) -> None:
+        self.weight = weight
+
+
+@TASK_UTILS.register_module()
+class ClassificationCost(_WeightedCost):
+    """``-weight * softmax(logits)[target class]``."""
+
+    def __call__(self, cls_logits: Tensor, box_preds: Tensor,
+                 targets: BatchedTargets) -> Tensor:
+        """Args: cls_logits ``(B, N, C + 1)``; box_preds unused.
+
+        Returns: ``(B, N, G)``.
+        """
+        probs = cls_logits.float().softmax(-1)
+        index = targets.labels[:, None, :].expand(-1, probs.size(1), -1)
+        return -self.weight * probs.gather(2, index)
+
+
+@TASK_UTILS.register_module()
+class BBoxL1Cost(_WeightedCost):
+    """``weight * L1`` between normalized (cx, cy, w, h) boxes."""
+
+    def __call__(self, cls_logits: Tensor, box_preds: Tensor,
+                 targets: BatchedTargets) -> Tensor:
+        """Args: box_preds ``(B, N, 4)`` normalized cxcywh.
+
+        Returns: ``(B, N, G)``.
+        """
+        return self.weight * torch.cdist(
+            box_preds.float(), targets.boxes_cxcywh, p=1)
+
+
+@TASK_UTILS.register_module()
+class IoUCost(_WeightedCost):
+    """``-weight * IoU`` (GIoU by default) between boxes in pixels.
+
+    Args:
+        iou_mode: ``'giou'`` (DETR) or ``'iou'``.
+    """
+
+    def __init__(self, iou_mode: str = 'giou', weight: float = 1.) -> None:
+        super().__init__(weight)
+        self.iou_mode = iou_mode
+
+    def __call__(self, cls_logits: Tensor, box_preds: Tensor,
+                 targets: BatchedTargets) -> Tensor:
+        """Args: box_preds ``(B, N, 4)`` normalized cxcywh.
+
+        Returns: ``(B, N, G)``.
+        """
+        pred_xyxy = bbox_cxcywh_to_xyxy(box_preds.float()) * \
+            targets.img_factors[:, None, :]
+        overlaps = bbox_overlaps(pred_xyxy, targets.boxes_xyxy,
+                                 mode=self.iou_mode, is_aligned=False)
+        return -self.weight * overlaps
