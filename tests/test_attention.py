@@ -1,0 +1,59 @@
+"""Attention on SDPA computes what nn.MultiheadAttention computes and loads
+its weights unchanged."""
+import torch
+from torch import nn
+
+from detr_plugin.models import MultiheadAttention
+
+
+def _pair(seed=0, embed_dims=32, num_heads=4):
+    torch.manual_seed(seed)
+    reference = nn.MultiheadAttention(embed_dims, num_heads,
+                                      batch_first=True)
+    nn.init.normal_(reference.in_proj_bias)
+    nn.init.normal_(reference.out_proj.bias)
+    ours = MultiheadAttention(embed_dims, num_heads)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference.eval(), ours.eval()
+
+
+def _inputs(batch=2, len_q=5, len_k=7, dims=32):
+    return (torch.randn(batch, len_q, dims), torch.randn(batch, len_k, dims),
+            torch.randn(batch, len_k, dims))
+
+
+def test_same_parameter_names_as_torch():
+    reference, ours = _pair()
+    assert list(ours.state_dict()) == list(reference.state_dict())
+
+
+def test_equals_torch_with_padding_mask():
+    reference, ours = _pair()
+    query, key, value = _inputs()
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 4:] = True  # the second item has 3 padded keys
+    expected, _ = reference(query, key, value, key_padding_mask=mask)
+    got = ours(query, key, value, key_padding_mask=mask)
+    assert (got - expected).abs().max() < 1e-5
+    # and the padding does matter:
+    unmasked = ours(query, key, value)
+    assert (unmasked[1] - got[1]).abs().max() > 1e-3
+    assert torch.allclose(unmasked[0], got[0], atol=1e-6)
+
+
+def test_opt_in_weights_equal_torch_head_weights():
+    reference, ours = _pair(seed=1)
+    query, key, value = _inputs()
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[0, 5:] = True
+    ours.keep_weights = True
+    out = ours(query, key, value, key_padding_mask=mask)
+    expected_out, expected_w = reference(
+        query, key, value, key_padding_mask=mask,
+        average_attn_weights=False)
+    assert ours.attn_weights.shape == (2, 4, 5, 7)
+    assert (ours.attn_weights - expected_w).abs().max() < 1e-6
+    assert (out - expected_out).abs().max() < 1e-5
+    assert ours.attn_weights[0, :, :, 5:].abs().max() == 0  # padded keys
+    # off by default: nothing is kept
+    assert MultiheadAttention(32, 4).attn_weights is None
