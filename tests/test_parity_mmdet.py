@@ -5,9 +5,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from detr_plugin.checkpoint_converters import mmdet_to_plugin, plugin_to_mmdet
-from detr_test_utils import (CONFIG_DIR, build_mmdet_model,
-                             build_plugin_model, make_batch,
-                             mmdet_config_path)
+from detr_test_utils import build_r50_pair, make_batch
 
 # Two padded images of different sizes; box counts 0, 1 and 20 across cases.
 CASES = {
@@ -20,10 +18,7 @@ CASES = {
 @pytest.fixture(scope='module')
 def models():
     torch.manual_seed(0)
-    theirs = build_mmdet_model(
-        mmdet_config_path('detr/detr_r50_8xb2-150e_coco.py'))
-    ours = build_plugin_model(f'{CONFIG_DIR}/detr_r50_8xb2.py')
-    ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
+    theirs, ours = build_r50_pair()
     # Dropout off for the comparison; BN is frozen in both configs.
     return theirs.eval(), ours.eval()
 
