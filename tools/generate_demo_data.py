@@ -1,0 +1,47 @@
+"""Write the synthetic shapes detection set (COCO format) used by the demo.
+
+    python tools/generate_demo_data.py --out data/shapes
+    python tools/generate_demo_data.py --out /tmp/s --category-ids 3 17 90
+
+See :mod:`detr_plugin.datasets.synthetic_shapes` for the layout.
+"""
+import argparse
+import json
+
+from detr_plugin.datasets import generate_shapes_dataset
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default='data/shapes', help='output root')
+    parser.add_argument('--num-train', type=int, default=200)
+    parser.add_argument('--num-val', type=int, default=50)
+    parser.add_argument('--image-size', type=int, nargs=2, default=(192, 192),
+                        metavar=('H', 'W'), help='image height and width, px')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-classes', type=int, default=3,
+                        help='shapes used: 1 to 3 of circle, square, triangle')
+    parser.add_argument('--category-ids', type=int, nargs='+', default=None,
+                        help='COCO category id of each class (default 1..K)')
+    parser.add_argument('--empty-fraction', type=float, default=0.1,
+                        help='share of images without objects')
+    parser.add_argument('--max-objects', type=int, default=4)
+    parser.add_argument('--size-range', type=float, nargs=2,
+                        default=(0.15, 0.4), metavar=('MIN', 'MAX'),
+                        help='object width as a fraction of the image side')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    info = generate_shapes_dataset(
+        args.out, num_train=args.num_train, num_val=args.num_val,
+        image_size=tuple(args.image_size), seed=args.seed,
+        category_ids=args.category_ids, empty_fraction=args.empty_fraction,
+        max_objects=args.max_objects, size_range=tuple(args.size_range),
+        num_classes=args.num_classes)
+    print(json.dumps(info, indent=2))
+
+
+if __name__ == '__main__':
+    main()
