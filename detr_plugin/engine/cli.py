@@ -1,0 +1,138 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: flags and config edits.
+
+The flags and their meaning are mmdet 3.x's (``--work-dir``, ``--cfg-options``,
+``--launcher``, ``--local-rank``); the one addition is that a machine without
+CUDA gets settings that work there (see :func:`adapt_to_device`).
+"""
+import argparse
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config, DictAction
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config: key=value pairs merged into '
+        'it, e.g. train_dataloader.batch_size=4 or key="[a,b]"; no white '
+        'space is allowed')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with ``--cfg-options``, launcher and work dir applied.
+
+    ``work_dir`` priority, as mmdet: ``--work-dir`` > ``work_dir`` in the
+    file > ``./work_dirs/<config file name without .py>``.
+    """
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    adapt_to_device(cfg)
+    return cfg
+
+
+def adapt_to_device(cfg: Config) -> None:
+    """Without CUDA: a gloo process group and DDP over CPU modules.
+
+    mmdet's configs ask for NCCL, which needs CUDA, and mmengine wraps the
+    model in ``MMDistributedDataParallel`` with ``device_ids=[LOCAL_RANK]``,
+    which DDP rejects for a CPU module; both are replaced only when CUDA is
+    unavailable (an explicit non-NCCL backend or wrapper type is kept).
+    """
+    if torch.cuda.is_available():
+        return
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    if cfg.launcher != 'none':
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        if wrapper.get('type', 'MMDistributedDataParallel') == \
+                'MMDistributedDataParallel':
+            wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+
+
+def enable_amp(cfg: Config) -> None:
+    """Mixed precision: mmengine's ``AmpOptimWrapper`` (fp16, dynamic loss
+    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on the CPU."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    else:
+        cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """Scale the LR by (total batch size) / ``auto_scale_lr.base_batch_size``.
+    """
+    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        raise RuntimeError('--auto-scale-lr needs auto_scale_lr = dict('
+                           'base_batch_size=...) in the config')
+    cfg.auto_scale_lr.enable = True
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``--resume`` (``'auto'``: the latest checkpoint in ``work_dir``) or
+    ``--resume CKPT``; resuming takes precedence over ``load_from``."""
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        cfg.resume = True
+        cfg.load_from = resume
+
+
+def init_cpu_process_group(cfg: Config) -> None:
+    """mmengine's ``init_dist`` for ``cfg.launcher``, minus its CUDA call.
+
+    mmengine's launchers call ``torch.cuda.set_device(local_rank)`` before
+    ``init_process_group``, which raises on a torch built without CUDA; the
+    rest (reading torchrun / Slurm / MPI environment variables, the timeout)
+    is kept by running it with that one call made a no-op. The ``Runner``
+    then finds the process group initialised and uses it.
+    """
+    from unittest import mock
+
+    from mmengine.dist import init_dist
+    with mock.patch('torch.cuda.set_device', lambda device: None):
+        init_dist(cfg.launcher, **cfg.env_cfg.get('dist_cfg', {}))
+
+
+def build_runner(cfg: Config):
+    """mmengine's ``Runner``, or ``cfg.runner_type`` from our registry."""
+    from mmengine.dist import is_distributed
+    from mmengine.runner import Runner
+
+    from ..registry import RUNNERS
+    if cfg.launcher != 'none' and not torch.cuda.is_available() \
+            and not is_distributed():
+        init_cpu_process_group(cfg)
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)

@@ -1,0 +1,71 @@
+"""``--amp`` without CUDA: a bf16-autocast forward, float32 weights/losses."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+from detr_test_utils import CONFIG_DIR, build_plugin_model, tiny_config
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+
+from detr_plugin.engine import CPUAutocastOptimWrapper, cli
+
+
+def make_data(num_gts=(3, 1), seed=0):
+    """``train_step`` input: two uint8 images of different sizes + GT."""
+    from detr_test_utils import make_batch
+    _, samples = make_batch([(64, 80), (72, 64)], num_gts, num_classes=3,
+                            seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.randint(0, 256, (3, *s.img_shape), generator=generator,
+                            dtype=torch.uint8) for s in samples]
+    return dict(inputs=images, data_samples=samples)
+
+
+def build_wrapper(model, optim_cfg):
+    with DefaultScope.overwrite_default_scope('detr_plugin'):
+        return build_optim_wrapper(model, optim_cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_amp_flag_selects_cpu_autocast_wrapper():
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    cli.enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    model = torch.nn.Linear(2, 2)
+    assert isinstance(build_wrapper(model, cfg.optim_wrapper),
+                      CPUAutocastOptimWrapper)
+
+
+def test_bf16_step_matches_fp32():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    fp32_model = build_plugin_model(cfg)
+    bf16_model = copy.deepcopy(fp32_model)
+    initial = copy.deepcopy(fp32_model.state_dict())
+    fp32_wrapper = build_wrapper(fp32_model, cfg.optim_wrapper)
+    bf16_wrapper = build_wrapper(
+        bf16_model, dict(cfg.optim_wrapper, type='CPUAutocastOptimWrapper'))
+
+    seen_dtypes = []
+    bf16_model.bbox_head.fc_cls.register_forward_hook(
+        lambda module, args, out: seen_dtypes.append(out.dtype))
+
+    fp32_log = fp32_model.train_step(make_data(), fp32_wrapper)
+    bf16_log = bf16_model.train_step(make_data(), bf16_wrapper)
+
+    assert seen_dtypes == [torch.bfloat16]  # the forward ran under autocast
+    for key in ('loss', 'loss_cls', 'loss_bbox', 'loss_iou'):
+        assert bf16_log[key].dtype == torch.float32
+        assert torch.isfinite(bf16_log[key])
+        rel = (bf16_log[key] - fp32_log[key]).abs() / fp32_log[key].abs()
+        assert rel < 0.05, (key, float(bf16_log[key]), float(fp32_log[key]))
+    for name, param in bf16_model.named_parameters():
+        assert param.dtype == torch.float32, name
+        assert torch.isfinite(param).all(), name
+    for model in (fp32_model, bf16_model):  # both took a step
+        weights = model.state_dict()
+        assert not torch.equal(weights['query_embedding.weight'],
+                               initial['query_embedding.weight'])

@@ -1,0 +1,126 @@
+"""Every config under configs/ builds and runs one loss and one predict.
+
+Pretrained initialisation is switched off (no weights can be fetched in
+tests); the variants are also checked against mmdet's shipped DETR configs on
+the keys they override.
+"""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from detr_test_utils import (CONFIG_DIR, build_plugin_model, load_config,
+                             make_batch, mmdet_config_path)
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+CONFIGS = sorted(
+    osp.relpath(path, CONFIG_DIR)
+    for path in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
+    if not osp.relpath(path, CONFIG_DIR).startswith('_base_'))
+
+
+def test_configs_are_found():
+    assert 'detr_r50_8xb2.py' in CONFIGS
+    assert len(CONFIGS) >= 5
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_builds_and_runs(name):
+    cfg = load_config(osp.join(CONFIG_DIR, name))  # backbone.init_cfg=None
+    cfg.load_from = None
+    model = build_plugin_model(cfg)
+    num_classes = cfg.model.bbox_head.num_classes
+    # two images padded to one 64x64 batch, one of them without boxes
+    inputs, samples = make_batch([(64, 64), (48, 56)], [3, 0],
+                                 num_classes=num_classes)
+
+    model.train()
+    losses = model.loss(inputs, samples)
+    num_layers = cfg.model.decoder.num_layers
+    assert len([k for k in losses if k.endswith('loss_cls')]) == num_layers
+    for key in ('class_error', 'cardinality_error'):
+        assert key in losses
+    for key, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), key
+
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+    top_k = min(cfg.model.test_cfg.max_per_img, cfg.model.num_queries)
+    for result in results:
+        pred = result.pred_instances
+        assert pred.bboxes.shape == (top_k, 4)
+        assert pred.scores.shape == pred.labels.shape == (top_k, )
+        assert torch.isfinite(pred.bboxes).all()
+        assert int(pred.labels.max()) < num_classes
+
+
+# our variant -> mmdet's config of the same recipe
+MMDET_EQUIVALENTS = {
+    'detr_r50_8xb2-500e.py': 'detr/detr_r50_8xb2-500e_coco.py',
+    'detr_r18_8xb2-500e.py': 'detr/detr_r18_8xb2-500e_coco.py',
+    'detr_r101_8xb2-500e.py': 'detr/detr_r101_8xb2-500e_coco.py',
+}
+
+
+@pytest.mark.parametrize('name', sorted(MMDET_EQUIVALENTS))
+def test_variant_matches_mmdet_recipe(name):
+    ours = Config.fromfile(osp.join(CONFIG_DIR, name))
+    theirs = Config.fromfile(mmdet_config_path(MMDET_EQUIVALENTS[name]))
+    assert ours.train_cfg == theirs.train_cfg
+    assert ours.param_scheduler == theirs.param_scheduler
+    assert ours.default_hooks.checkpoint == theirs.default_hooks.checkpoint
+    assert ours.auto_scale_lr.base_batch_size == \
+        theirs.auto_scale_lr.base_batch_size
+    for key in ('depth', 'init_cfg'):
+        assert ours.model.backbone[key] == theirs.model.backbone[key]
+
+
+def test_dc5_dilates_the_last_stage():
+    from detr_plugin.registry import MODELS
+    cfg = load_config(osp.join(CONFIG_DIR, 'detr_r50-dc5_8xb2-150e.py'))
+    with DefaultScope.overwrite_default_scope('detr_plugin'):
+        backbone = MODELS.build(cfg.model.backbone)
+    backbone.eval()
+    with torch.no_grad():
+        feat = backbone(torch.zeros(1, 3, 64, 96))[-1]
+    assert feat.shape == (1, 2048, 4, 6)  # stride 16, not 32
+    assert cfg.train_cfg.max_epochs == 150
+
+
+def load_tool(name):
+    """``tools/<name>.py`` as a module (for its ``parse_args``)."""
+    import importlib.util
+    path = osp.join(osp.dirname(CONFIG_DIR), 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
+    from detr_plugin.engine import cli
+    monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
+    train = load_tool('train')
+    config = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')
+
+    args = train.parse_args([config, '--resume', '--cfg-options',
+                             'train_dataloader.batch_size=4'])
+    cfg = cli.load_config(args)
+    cli.set_resume(cfg, args.resume)
+    assert cfg.work_dir == './work_dirs/detr_r50_8xb2'
+    assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
+    assert cfg.train_dataloader.batch_size == 4
+
+    args = train.parse_args([config, '--resume', 'a/iter_8.pth',
+                             '--work-dir', 'out', '--launcher', 'pytorch'])
+    cfg = cli.load_config(args)
+    cli.set_resume(cfg, args.resume)
+    assert cfg.work_dir == 'out' and cfg.load_from == 'a/iter_8.pth'
+    if not torch.cuda.is_available():
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+        assert cfg.model_wrapper_cfg.device_ids is None
+
+    cli.enable_auto_scale_lr(cfg)
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)

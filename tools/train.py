@@ -1,0 +1,60 @@
+"""Train a detector: mmdet 3.x's ``tools/train.py`` for the detr_plugin scope.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+``--resume`` without a value resumes from the latest checkpoint in the work
+dir. ``--amp`` is fp16 ``AmpOptimWrapper`` on CUDA and bf16 CPU autocast
+without it. Without CUDA the process group uses gloo (``dist_train.sh`` then
+runs on CPU processes).
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
+from detr_plugin.engine import cli  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or without a value from the '
+        'latest checkpoint in the work directory')
+    cli.add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    setup_cache_size_limit_of_dynamo()
+    cfg = cli.load_config(args)
+    if args.amp:
+        cli.enable_amp(cfg)
+    if args.auto_scale_lr:
+        cli.enable_auto_scale_lr(cfg)
+    cli.set_resume(cfg, args.resume)
+    runner = cli.build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
