@@ -4,6 +4,7 @@ Used by the parity tests and ``tools/benchmark.py``: both models come from
 their own configs (pretrained initialisation off) and share weights through
 the mmdet converter, so any difference between them is a difference in code.
 """
+import logging
 import os.path as osp
 from typing import Sequence, Tuple
 
@@ -32,6 +33,19 @@ def load_config(path: str) -> Config:
     return cfg
 
 
+def _init_quietly(model: nn.Module) -> nn.Module:
+    """``init_weights`` without mmengine's per-parameter INFO report."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model
+
+
 def build_plugin_model(cfg_or_path) -> nn.Module:
     """Build (and initialise) a model of this package in its scope."""
     import detr_plugin  # noqa: F401  (registers the modules)
@@ -40,8 +54,7 @@ def build_plugin_model(cfg_or_path) -> nn.Module:
         else cfg_or_path
     with DefaultScope.overwrite_default_scope('detr_plugin'):
         model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
+    return _init_quietly(model)
 
 
 def build_mmdet_model(path: str) -> nn.Module:
@@ -51,8 +64,7 @@ def build_mmdet_model(path: str) -> nn.Module:
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(load_config(path).model)
-    model.init_weights()
-    return model
+    return _init_quietly(model)
 
 
 def build_r50_pair() -> Tuple[nn.Module, nn.Module]:

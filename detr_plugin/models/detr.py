@@ -16,9 +16,8 @@ from torch import Tensor, nn
 from ..registry import MODELS
 
 
-def padding_mask(batch_data_samples, feat_size: Tuple[int, int],
-                 device: torch.device) -> Optional[Tensor]:
-    """``(B, h, w)`` bool, True where the feature map covers padding.
+def padding_mask(batch_data_samples) -> Optional[Tensor]:
+    """``(B, H, W)`` bool over the padded input, True at padding pixels.
 
     Returns None when no image is padded (every ``img_shape`` equals the
     ``batch_input_shape``), which lets attention skip masking.
@@ -27,11 +26,10 @@ def padding_mask(batch_data_samples, feat_size: Tuple[int, int],
     img_shapes = [s.img_shape[:2] for s in batch_data_samples]
     if all(h == input_h and w == input_w for h, w in img_shapes):
         return None
-    mask = torch.ones((len(img_shapes), 1, input_h, input_w), device=device)
+    mask = torch.ones((len(img_shapes), input_h, input_w), dtype=torch.bool)
     for i, (h, w) in enumerate(img_shapes):
-        mask[i, :, :h, :w] = 0
-    # nearest resize to the feature map, as official DETR and mmdet do
-    return F.interpolate(mask, size=feat_size)[:, 0].bool()
+        mask[i, :h, :w] = False
+    return mask
 
 
 @MODELS.register_module()
@@ -102,7 +100,7 @@ class DETR(BaseDetector):
 
     def forward_transformer(self, feat: Tensor,
                             batch_data_samples) -> Tensor:
-        """Encoder and decoder over the backbone map.
+        """Encoder and decoder over the backbone map of a batch.
 
         Args:
             feat: ``(B, C, h, w)`` backbone features.
@@ -111,9 +109,27 @@ class DETR(BaseDetector):
         Returns:
             ``(L, B, Q, D)`` decoder outputs of every layer.
         """
+        mask = padding_mask(batch_data_samples)
+        return self.transformer(
+            feat, None if mask is None else mask.to(feat.device))
+
+    def transformer(self, feat: Tensor,
+                    pixel_mask: Optional[Tensor]) -> Tensor:
+        """Input projection, encoder and decoder.
+
+        Args:
+            feat: ``(B, C, h, w)`` backbone features.
+            pixel_mask: ``(B, H, W)`` bool, True at padded input pixels, or
+                None when nothing is padded.
+
+        Returns:
+            ``(L, B, Q, D)`` decoder outputs of every layer.
+        """
         feat = self.input_proj(feat)  # (B, D, h, w)
         batch = feat.size(0)
-        mask = padding_mask(batch_data_samples, feat.shape[-2:], feat.device)
+        mask = None if pixel_mask is None else F.interpolate(
+            # nearest resize to the feature map, as official DETR and mmdet
+            pixel_mask[:, None].float(), size=feat.shape[-2:])[:, 0].bool()
         pos = self.positional_encoding(mask, feat)  # (B, D, h, w)
         feat = feat.flatten(2).transpose(1, 2)  # (B, h*w, D)
         pos = pos.flatten(2).transpose(1, 2).to(feat.dtype)

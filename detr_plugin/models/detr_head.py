@@ -238,6 +238,31 @@ class DETRHead(BaseModule):
                     cardinality_error=cardinality_error)
 
     # ----------------------------------------------------------- inference
+    def decode(self, cls_logits: Tensor, box_preds: Tensor,
+               sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Top-k queries by their best object-class probability.
+
+        Args:
+            cls_logits: ``(B, Q, C + 1)``.
+            box_preds: ``(B, Q, 4)`` normalized cxcywh.
+            sizes: ``(B, 1, 4)`` ``(w, h, w, h)`` of each image in pixels.
+
+        Returns:
+            ``boxes`` ``(B, k, 4)`` xyxy pixels clamped to the image,
+            ``scores`` ``(B, k)`` descending and ``labels`` ``(B, k)``, with
+            ``k = min(max_per_img, Q)``.
+        """
+        probs = cls_logits.float().softmax(-1)[..., :-1]  # (B, Q, C)
+        scores, labels = probs.max(-1)  # (B, Q)
+        top_k = min(self.test_cfg.get('max_per_img', 100), scores.size(1))
+        scores, index = scores.topk(top_k, dim=1)  # (B, k)
+        labels = labels.gather(1, index)
+        boxes = box_preds.float().gather(
+            1, index[..., None].expand(-1, -1, 4))
+        boxes = torch.minimum(
+            (bbox_cxcywh_to_xyxy(boxes) * sizes).clamp(min=0), sizes)
+        return boxes, scores, labels
+
     def predict(self, hidden_states: Tensor, batch_data_samples,
                 rescale: bool = True) -> List[InstanceData]:
         """Detections from the last decoder layer; see :meth:`predict_by_feat`.
@@ -263,19 +288,12 @@ class DETRHead(BaseModule):
             Per image ``InstanceData`` with ``bboxes`` ``(k, 4)`` xyxy pixels,
             ``scores`` ``(k,)`` and ``labels`` ``(k,)``, by descending score.
         """
-        probs = cls_logits[-1].float().softmax(-1)[..., :-1]  # (B, Q, C)
-        scores, labels = probs.max(-1)  # (B, Q)
-        top_k = min(self.test_cfg.get('max_per_img', 100), scores.size(1))
-        scores, index = scores.topk(top_k, dim=1)  # (B, k)
-        labels = labels.gather(1, index)
-        boxes = box_preds[-1].float().gather(
-            1, index[..., None].expand(-1, -1, 4))
         sizes = torch.tensor(
             [[m['img_shape'][1], m['img_shape'][0]] * 2
              for m in batch_img_metas],
-            dtype=boxes.dtype, device=boxes.device)[:, None, :]  # (B, 1, 4)
-        boxes = torch.minimum(
-            (bbox_cxcywh_to_xyxy(boxes) * sizes).clamp(min=0), sizes)
+            dtype=torch.float32, device=box_preds.device)[:, None, :]
+        boxes, scores, labels = self.decode(cls_logits[-1], box_preds[-1],
+                                            sizes)
         if rescale:
             scale = torch.tensor(
                 [list(m['scale_factor']) * 2 for m in batch_img_metas],
