@@ -1,13 +1,34 @@
-"""Convert DETR state dicts between mmdet 3.x's layout and this package's.
+"""Convert DETR state dicts between other layouts and this package's.
 
-Each layout is a table of key-prefix pairs ``(theirs, ours)``; ``{i}`` stands
-for a layer index. The same table renames in both directions, so a round trip
-is the identity by construction. Keys that match no rule (the backbone, the
-norms, ``query_embedding``, ``bbox_head.fc_cls``) keep their names.
+Two layouts are known: mmdet 3.x's DETR (:data:`MMDET_RULES`) and the
+official facebookresearch/detr release (:data:`OFFICIAL_RULES`). Each layout
+is a table of key-prefix pairs ``(theirs, ours)``; ``{i}`` stands for a layer
+index. The same table renames in both directions, so a round trip is the
+identity by construction. In the mmdet table, keys that match no rule (the
+backbone, the norms, ``query_embedding``, ``bbox_head.fc_cls``) keep their
+names; the official table names every key of its layout.
+
+Beyond renaming, the official layout differs in two things that
+:func:`official_to_plugin` / :func:`plugin_to_official` handle:
+
+* its backbone uses FrozenBatchNorm, which has no ``num_batches_tracked``
+  buffer; mmdet's ResNet (a plain ``BatchNorm2d``) has one;
+* its classifier has 92 rows: COCO category ids 0..90 (ids that COCO does
+  not use are "N/A" rows) plus no-object at 91. An 80-class head keeps the
+  rows of the 80 used ids, in the order of mmdet's ``CocoDataset`` classes
+  (sorted ids), then the no-object row.
+
+:func:`convert_checkpoint` converts files (``tools/convert_checkpoint.py``).
+It reads them with ``torch.load(weights_only=True)`` and an allow-list of
+exactly the globals each layout pickles; anything else is refused.
 """
+import argparse
+import os.path as osp
+import pickle
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 PrefixRules = Sequence[Tuple[str, str]]
@@ -29,6 +50,52 @@ MMDET_RULES: PrefixRules = (
 )
 
 
+# facebookresearch/detr (detr-r50-e632da11.pth & co.): torchvision's ResNet
+# under `backbone.0.body`, nn.TransformerEncoder/DecoderLayer-like layers
+# (`linear1`/`linear2`, `norm1..3` in the order the layer applies them).
+OFFICIAL_RULES: PrefixRules = (
+    ('backbone.0.body.', 'backbone.'),
+    ('input_proj.', 'input_proj.'),
+    ('query_embed.', 'query_embedding.'),
+    ('transformer.encoder.layers.{i}.self_attn.',
+     'encoder.layers.{i}.attentions.0.'),
+    ('transformer.encoder.layers.{i}.linear1.',
+     'encoder.layers.{i}.ffns.0.layers.0.0.'),
+    ('transformer.encoder.layers.{i}.linear2.',
+     'encoder.layers.{i}.ffns.0.layers.1.'),
+    ('transformer.encoder.layers.{i}.norm1.', 'encoder.layers.{i}.norms.0.'),
+    ('transformer.encoder.layers.{i}.norm2.', 'encoder.layers.{i}.norms.1.'),
+    ('transformer.decoder.layers.{i}.self_attn.',
+     'decoder.layers.{i}.attentions.0.'),
+    ('transformer.decoder.layers.{i}.multihead_attn.',
+     'decoder.layers.{i}.attentions.1.'),
+    ('transformer.decoder.layers.{i}.linear1.',
+     'decoder.layers.{i}.ffns.0.layers.0.0.'),
+    ('transformer.decoder.layers.{i}.linear2.',
+     'decoder.layers.{i}.ffns.0.layers.1.'),
+    ('transformer.decoder.layers.{i}.norm1.', 'decoder.layers.{i}.norms.0.'),
+    ('transformer.decoder.layers.{i}.norm2.', 'decoder.layers.{i}.norms.1.'),
+    ('transformer.decoder.layers.{i}.norm3.', 'decoder.layers.{i}.norms.2.'),
+    ('transformer.decoder.norm.', 'decoder.post_norm.'),
+    ('class_embed.', 'bbox_head.fc_cls.'),
+    ('bbox_embed.layers.', 'bbox_head.reg_mlp.layers.'),
+)
+
+# The 80 COCO category ids that have annotations, sorted: the order of
+# mmdet's CocoDataset classes ('person' = 1 ... 'toothbrush' = 90). Ids 0,
+# 12, 26, 29, 30, 45, 66, 68, 69, 71 and 83 are unused.
+COCO_CATEGORY_IDS: Tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42,
+    43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
+    62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90)
+# Rows of the official classifier: category ids 0..90, then no-object.
+OFFICIAL_NUM_ROWS = 92
+OFFICIAL_CLASSIFIER = 'bbox_head.fc_cls.'  # its name after renaming
+BACKBONE_PREFIX = 'backbone.'
+
+
 def _compile(rules: PrefixRules, to_ours: bool) -> List[Tuple[re.Pattern,
                                                                str]]:
     compiled = []
@@ -40,16 +107,20 @@ def _compile(rules: PrefixRules, to_ours: bool) -> List[Tuple[re.Pattern,
 
 
 def rename_keys(state_dict: Dict[str, Tensor], rules: PrefixRules,
-                to_ours: bool = True) -> Dict[str, Tensor]:
+                to_ours: bool = True,
+                require_match: bool = False) -> Dict[str, Tensor]:
     """Rename every key by the first rule whose prefix matches it.
 
     Args:
         state_dict: the source weights.
         rules: ``(theirs, ours)`` prefix pairs.
         to_ours: rename theirs -> ours, or ours -> theirs.
+        require_match: raise ``KeyError`` naming the keys that no rule
+            matches, instead of keeping their names.
     """
     compiled = _compile(rules, to_ours)
     renamed = {}
+    unmatched = []
     for key, value in state_dict.items():
         new_key = key
         for pattern, dst in compiled:
@@ -58,9 +129,14 @@ def rename_keys(state_dict: Dict[str, Tensor], rules: PrefixRules,
                 prefix = dst.replace('{i}', match.groupdict().get('i') or '')
                 new_key = prefix + key[match.end():]
                 break
+        else:
+            unmatched.append(key)
         if new_key in renamed:
             raise KeyError(f'two source keys map to {new_key!r}')
         renamed[new_key] = value
+    if require_match and unmatched:
+        raise KeyError(f'{len(unmatched)} keys match no rule of the layout, '
+                       f'e.g. {unmatched[:5]}')
     return renamed
 
 
@@ -72,3 +148,180 @@ def mmdet_to_plugin(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
 def plugin_to_mmdet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """This package's DETR state dict -> mmdet 3.x's."""
     return rename_keys(state_dict, MMDET_RULES, to_ours=False)
+
+
+def official_class_rows(num_classes: int) -> List[int]:
+    """Rows of the official 92-row classifier that make a ``num_classes``
+    head, in the head's class order, the no-object row last.
+
+    Args:
+        num_classes: 80 (mmdet's COCO classes: the used category ids, sorted)
+            or 91 (every row: class index = COCO category id, with the "N/A"
+            ids kept as classes that are never predicted).
+    """
+    if num_classes == len(COCO_CATEGORY_IDS):
+        return list(COCO_CATEGORY_IDS) + [OFFICIAL_NUM_ROWS - 1]
+    if num_classes == OFFICIAL_NUM_ROWS - 1:
+        return list(range(OFFICIAL_NUM_ROWS))
+    raise ValueError(
+        f'the official classifier maps to 80 classes (mmdet\'s COCO order) '
+        f'or 91 (COCO category ids), not {num_classes}; to fine-tune on '
+        f'another class count convert with 80 and load it with load_from: '
+        f'AdaptCheckpointHook drops the classifier of the wrong shape')
+
+
+def official_to_plugin(state_dict: Dict[str, Tensor],
+                       num_classes: int = 80) -> Dict[str, Tensor]:
+    """Official facebookresearch/detr ``model`` state dict -> this package's.
+
+    Renames by :data:`OFFICIAL_RULES` (every key must match one), adds a zero
+    ``num_batches_tracked`` to every backbone BatchNorm and keeps the
+    classifier rows of :func:`official_class_rows`.
+    """
+    ours = rename_keys(state_dict, OFFICIAL_RULES, to_ours=True,
+                       require_match=True)
+    rows = torch.tensor(official_class_rows(num_classes))
+    for name in ('weight', 'bias'):
+        key = OFFICIAL_CLASSIFIER + name
+        if ours[key].shape[0] != OFFICIAL_NUM_ROWS:
+            raise ValueError(f'{key} has {ours[key].shape[0]} rows; the '
+                             f'official COCO classifier has '
+                             f'{OFFICIAL_NUM_ROWS}')
+        ours[key] = ours[key][rows].clone()
+    converted = {}
+    for key, value in ours.items():
+        converted[key] = value
+        if key.startswith(BACKBONE_PREFIX) and key.endswith('.running_var'):
+            converted[key[:-len('running_var')] + 'num_batches_tracked'] = \
+                torch.tensor(0, dtype=torch.long)
+    return converted
+
+
+def plugin_to_official(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """This package's state dict -> the official layout.
+
+    The inverse of :func:`official_to_plugin`: drops ``num_batches_tracked``
+    and spreads an 80- or 91-class classifier over the 92 official rows; the
+    rows of unused COCO ids get zero weights and a bias of -1e4 (an 80-class
+    model never predicts them).
+    """
+    state_dict = {k: v for k, v in state_dict.items()
+                  if not k.endswith('num_batches_tracked')}
+    num_classes = state_dict[OFFICIAL_CLASSIFIER + 'bias'].shape[0] - 1
+    rows = torch.tensor(official_class_rows(num_classes))
+    for name, fill in (('weight', 0.), ('bias', -1e4)):
+        key = OFFICIAL_CLASSIFIER + name
+        value = state_dict[key]
+        full = value.new_full((OFFICIAL_NUM_ROWS, ) + value.shape[1:], fill)
+        full[rows] = value
+        state_dict[key] = full
+    return rename_keys(state_dict, OFFICIAL_RULES, to_ours=False,
+                       require_match=True)
+
+
+def coco_class_names(num_classes: int) -> List[str]:
+    """Class names of a head converted from the official classifier: mmdet's
+    80 COCO classes, or for 91 the name of every category id ('N/A' for the
+    unused ones)."""
+    from mmdet.datasets import CocoDataset
+    names = list(CocoDataset.METAINFO['classes'])
+    if num_classes == len(COCO_CATEGORY_IDS):
+        return names
+    by_id = dict(zip(COCO_CATEGORY_IDS, names))
+    return [by_id.get(i, 'N/A') for i in range(OFFICIAL_NUM_ROWS - 1)]
+
+
+# What the official release pickles besides tensors and builtin containers:
+# `args`, the training script's argparse.Namespace. Nothing else is allowed.
+OFFICIAL_CHECKPOINT_GLOBALS = (argparse.Namespace, )
+
+
+def _safe_load(path: str, allowed: Sequence, what: str) -> dict:
+    """``torch.load(weights_only=True)`` with exactly ``allowed`` globals.
+
+    Raises:
+        pickle.UnpicklingError: naming the file and the refused global, when
+            the file pickles anything else (it could run code on loading).
+    """
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r'GLOBAL (\S+)', str(error))
+        refused = found.group(1) if found else 'an object'
+        names = ', '.join(
+            a[1] if isinstance(a, tuple) else f'{a.__module__}.{a.__name__}'
+            for a in allowed)
+        raise pickle.UnpicklingError(
+            f'refusing to load {path} as {what}: it pickles {refused}, which '
+            f'is not on the allow-list ({names}); unpickling it could run '
+            f'arbitrary code. Convert only files of a trusted release.\n'
+            f'(torch.load(weights_only=True) said: {error})') from None
+
+
+def load_official_checkpoint(path: str) -> dict:
+    """Read a facebookresearch/detr release file (``model``, ``optimizer``,
+    ``lr_scheduler``, ``epoch``, ``args``) without unpickling code."""
+    checkpoint = _safe_load(path, OFFICIAL_CHECKPOINT_GLOBALS,
+                            'an official DETR checkpoint')
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
+        raise KeyError(f'{path} has no "model" entry: not an official DETR '
+                       f'checkpoint')
+    return checkpoint
+
+
+def load_mmdet_checkpoint(path: str) -> dict:
+    """Read an mmdet 3.x / mmengine checkpoint (``state_dict``, ``meta``, and
+    the ``message_hub`` types of :mod:`detr_plugin.engine.safe_checkpoint`).
+    """
+    from .engine.safe_checkpoint import MMENGINE_CHECKPOINT_GLOBALS
+    checkpoint = _safe_load(path, MMENGINE_CHECKPOINT_GLOBALS,
+                            'an mmdet checkpoint')
+    if not isinstance(checkpoint, dict):
+        raise KeyError(f'{path} holds a {type(checkpoint).__name__}, not a '
+                       f'checkpoint dict')
+    return checkpoint
+
+
+def convert_checkpoint(src: str, dst: str, source: str,
+                       num_classes: Optional[int] = None) -> dict:
+    """Convert the checkpoint file ``src`` to this package's layout at ``dst``.
+
+    Args:
+        src: an official release file (``source='official'``) or an mmdet
+            3.x checkpoint (``source='mmdet'``).
+        dst: where to write ``{'state_dict': ..., 'meta': ...}``, a file
+            mmengine's ``load_from`` / ``load_checkpoint`` loads (with
+            ``weights_only=True``) and whose keys equal the model's.
+        num_classes: the head's classes: 80 (default) or 91 for the
+            official layout; for mmdet, checked against the classifier when
+            given.
+
+    Returns:
+        The written checkpoint dict.
+    """
+    meta = dict(converted_from=source, source_file=osp.basename(src))
+    if source == 'official':
+        checkpoint = load_official_checkpoint(src)
+        num_classes = num_classes or len(COCO_CATEGORY_IDS)
+        state_dict = official_to_plugin(checkpoint['model'], num_classes)
+        meta['dataset_meta'] = dict(classes=coco_class_names(num_classes))
+        if isinstance(checkpoint.get('epoch'), int):
+            meta['epoch'] = checkpoint['epoch']
+    elif source == 'mmdet':
+        checkpoint = load_mmdet_checkpoint(src)
+        state_dict = mmdet_to_plugin(checkpoint.get('state_dict', checkpoint))
+        rows = state_dict['bbox_head.fc_cls.bias'].shape[0]
+        if num_classes is not None and rows != num_classes + 1:
+            raise ValueError(f'the mmdet classifier has {rows} rows, i.e. '
+                             f'{rows - 1} classes, not {num_classes}')
+        source_meta = checkpoint.get('meta') or {}
+        for key in ('dataset_meta', 'epoch', 'iter', 'mmdet_version'):
+            if key in source_meta:
+                meta[key] = source_meta[key]
+    else:
+        raise ValueError(f'unknown source layout {source!r}; '
+                         f'known: official, mmdet')
+    converted = dict(state_dict=state_dict, meta=meta)
+    torch.save(converted, dst)
+    return converted

@@ -1,0 +1,8 @@
+"""Inference on images: detections, COCO-style results and attention maps."""
+from .attention_maps import AttentionMaps, attention_maps
+from .inferencer import DETRInferencer, coco_results, list_images
+
+__all__ = [
+    'AttentionMaps', 'attention_maps', 'DETRInferencer', 'coco_results',
+    'list_images'
+]

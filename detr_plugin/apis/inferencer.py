@@ -1,0 +1,181 @@
+"""Detect objects in image files with a config and a checkpoint.
+
+Built from mmdet's own machinery: :func:`mmdet.apis.init_detector` (the model
+from the config in its ``default_scope``, the checkpoint through mmengine's
+``load_checkpoint`` and the class names from the checkpoint's
+``meta.dataset_meta``), the config's test pipeline run by
+:func:`mmdet.apis.inference_detector`, and mmdet's ``DetLocalVisualizer`` for
+drawing.
+"""
+import copy
+import glob
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmcv.transforms import Compose
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
+                    '.webp')
+
+
+def list_images(source: str) -> List[str]:
+    """An image file, the images of a folder (not recursive) or a glob
+    pattern (``**`` recursive), sorted.
+
+    Raises:
+        FileNotFoundError: when nothing matches.
+    """
+    if osp.isfile(source):
+        return [source]
+    if osp.isdir(source):
+        paths = [osp.join(source, name) for name in sorted(
+            os.listdir(source))]
+    else:
+        paths = sorted(glob.glob(source, recursive=True))
+    images = [p for p in paths
+              if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)]
+    if not images:
+        raise FileNotFoundError(f'no image ({", ".join(IMAGE_EXTENSIONS)}) '
+                                f'found at {source!r}')
+    return images
+
+
+class DETRInferencer:
+    """A detector ready for images, on ``device``, in eval mode.
+
+    Args:
+        config: config file or ``Config`` (its ``default_scope``, e.g.
+            ``detr_plugin``, is used to build the model).
+        checkpoint: weights to load; None keeps the initialisation (tests).
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
+        palette: box colours, as mmdet's ``init_detector`` takes them
+            (``'none'``: the config's dataset palette, else random).
+
+    Attributes:
+        model: the detector; ``model.dataset_meta['classes']`` names labels.
+    """
+
+    def __init__(self,
+                 config: Union[str, Config],
+                 checkpoint: Optional[str] = None,
+                 device: str = 'cpu',
+                 palette: str = 'none') -> None:
+        from mmdet.apis import init_detector
+
+        # allow-lists mmengine's checkpoint types for weights_only loading
+        # and registers mmdet's transforms / visualizers for our scope
+        from .. import engine  # noqa: F401
+        config = Config.fromfile(config) if isinstance(config, str) \
+            else copy.deepcopy(config)
+        self.model = init_detector(config, checkpoint, palette=palette,
+                                   device=device)
+        self.cfg = self.model.cfg
+        self._pipelines: Dict[bool, Compose] = {}
+        self._visualizer = None
+
+    @property
+    def classes(self) -> Sequence[str]:
+        return self.model.dataset_meta['classes']
+
+    def pipeline(self, from_array: bool) -> Compose:
+        """The config's test pipeline without ``LoadAnnotations`` (images
+        have none); it loads from a file or, ``from_array``, an array."""
+        if from_array not in self._pipelines:
+            steps = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
+            steps = [s for s in steps if s['type'].split('.')[-1]
+                     != 'LoadAnnotations']
+            if from_array:
+                steps[0]['type'] = 'mmdet.LoadImageFromNDArray'
+            self._pipelines[from_array] = Compose(steps)
+        return self._pipelines[from_array]
+
+    def __call__(self, image: Union[str, np.ndarray]) -> DetDataSample:
+        """Detect in one image (a path, or a BGR ``(H, W, 3)`` uint8 array).
+
+        Returns:
+            A ``DetDataSample`` whose ``pred_instances`` hold ``bboxes``
+            ``(k, 4)`` xyxy in original-image pixels, ``scores`` and
+            ``labels`` ``(k,)``, by descending score (``k`` =
+            ``test_cfg.max_per_img``).
+        """
+        from mmdet.apis import inference_detector
+        return inference_detector(
+            self.model, image,
+            test_pipeline=self.pipeline(isinstance(image, np.ndarray)))
+
+    @property
+    def visualizer(self):
+        """mmdet's ``DetLocalVisualizer`` from the config (without storage
+        backends), knowing the model's classes and palette."""
+        if self._visualizer is None:
+            import mmdet.visualization  # noqa: F401  (registers it)
+
+            from ..registry import VISUALIZERS
+            vis_cfg = copy.deepcopy(self.cfg.get(
+                'visualizer', dict(type='DetLocalVisualizer')))
+            vis_cfg.update(vis_backends=None, save_dir=None,
+                           name=f'detr_inferencer_{id(self)}')
+            self._visualizer = VISUALIZERS.build(vis_cfg)
+            self._visualizer.dataset_meta = self.model.dataset_meta
+        return self._visualizer
+
+    def draw(self, image_path: str, result: DetDataSample, out_file: str,
+             score_thr: float) -> None:
+        """Write ``image_path`` with the labelled boxes scoring at least
+        ``score_thr`` to ``out_file``."""
+        import mmcv
+        image = mmcv.imread(image_path, channel_order='rgb')
+        self.visualizer.add_datasample(
+            osp.basename(image_path), image, result, draw_gt=False,
+            show=False, pred_score_thr=score_thr, out_file=out_file)
+
+    def category_ids(self) -> List[int]:
+        """COCO ``category_id`` of each label: the COCO ids for COCO's 80
+        classes (mmdet's order) and for the 91 official rows (label = id);
+        otherwise ``label + 1``, the ids of a COCO file numbering its
+        categories from 1 in the order of the classes."""
+        from ..checkpoint_converters import (COCO_CATEGORY_IDS,
+                                             coco_class_names)
+        classes = list(self.classes)
+        if classes == coco_class_names(80):
+            return list(COCO_CATEGORY_IDS)
+        if classes == coco_class_names(91):
+            return list(range(91))
+        return [label + 1 for label in range(len(classes))]
+
+
+def coco_results(results: Sequence[DetDataSample],
+                 image_paths: Sequence[str], category_ids: Sequence[int],
+                 classes: Sequence[str],
+                 score_thr: float = 0.) -> List[dict]:
+    """Detections as a COCO results list (the format ``COCO.loadRes`` and
+    ``CocoMetric`` read), one dict per box.
+
+    ``image_id`` is the file name when every name is a number (COCO's own
+    images: ``000000397133.jpg`` -> 397133), else the image's position in
+    ``image_paths``. Each dict also names its ``file_name`` and
+    ``category_name``. ``bbox`` is ``[x, y, w, h]`` in original-image pixels.
+    """
+    stems = [osp.splitext(osp.basename(p))[0] for p in image_paths]
+    numeric = all(s.isdigit() for s in stems)
+    entries = []
+    for index, (path, result) in enumerate(zip(image_paths, results)):
+        image_id = int(stems[index]) if numeric else index
+        pred = result.pred_instances
+        for box, score, label in zip(pred.bboxes.tolist(),
+                                     pred.scores.tolist(),
+                                     pred.labels.tolist()):
+            if score < score_thr:
+                continue
+            x1, y1, x2, y2 = box
+            entries.append(dict(
+                image_id=image_id, file_name=osp.basename(path),
+                category_id=int(category_ids[label]),
+                category_name=classes[label],
+                bbox=[round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
+                score=round(float(score), 5)))
+    return entries

@@ -1,0 +1,7 @@
+"""Deployment: the detector as a tensor-in, tensor-out module for ONNX."""
+from .onnx_export import (DETRExportWrapper, compare_with_pytorch,
+                          export_onnx, run_onnx)
+
+__all__ = [
+    'DETRExportWrapper', 'compare_with_pytorch', 'export_onnx', 'run_onnx'
+]

@@ -1,0 +1,251 @@
+"""tools/convert_checkpoint.py: official facebookresearch/detr and mmdet 3.x
+checkpoints become checkpoints that load strictly into this package's DETR."""
+import argparse
+import os
+import os.path as osp
+import pickle
+import sys
+
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import load_checkpoint
+
+from detr_plugin.checkpoint_converters import (COCO_CATEGORY_IDS,
+                                               official_to_plugin,
+                                               plugin_to_mmdet,
+                                               plugin_to_official)
+from detr_test_utils import (CONFIG_DIR, REPO_ROOT, build_plugin_model,
+                             tiny_config)
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+import convert_checkpoint as tool  # noqa: E402
+
+
+def official_r50_layout(num_layers=6, dims=256, ffn=2048, queries=100):
+    """Key -> shape of the official ``detr-r50-e632da11.pth`` ``model``:
+    torchvision's ResNet-50 (FrozenBatchNorm: no num_batches_tracked) and
+    the transformer, written out from the architecture."""
+    shapes = {}
+
+    def bn(prefix, channels):
+        for name in ('weight', 'bias', 'running_mean', 'running_var'):
+            shapes[f'{prefix}.{name}'] = (channels, )
+
+    body = 'backbone.0.body'
+    shapes[f'{body}.conv1.weight'] = (64, 3, 7, 7)
+    bn(f'{body}.bn1', 64)
+    in_ch = 64
+    for stage, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
+        for block in range(blocks):
+            pre = f'{body}.layer{stage}.{block}'
+            shapes[f'{pre}.conv1.weight'] = (planes, in_ch, 1, 1)
+            bn(f'{pre}.bn1', planes)
+            shapes[f'{pre}.conv2.weight'] = (planes, planes, 3, 3)
+            bn(f'{pre}.bn2', planes)
+            shapes[f'{pre}.conv3.weight'] = (4 * planes, planes, 1, 1)
+            bn(f'{pre}.bn3', 4 * planes)
+            if block == 0:
+                shapes[f'{pre}.downsample.0.weight'] = (4 * planes, in_ch,
+                                                        1, 1)
+                bn(f'{pre}.downsample.1', 4 * planes)
+            in_ch = 4 * planes
+
+    def attention(prefix):
+        shapes[f'{prefix}.in_proj_weight'] = (3 * dims, dims)
+        shapes[f'{prefix}.in_proj_bias'] = (3 * dims, )
+        shapes[f'{prefix}.out_proj.weight'] = (dims, dims)
+        shapes[f'{prefix}.out_proj.bias'] = (dims, )
+
+    def linear(prefix, d_out, d_in):
+        shapes[f'{prefix}.weight'] = (d_out, d_in)
+        shapes[f'{prefix}.bias'] = (d_out, )
+
+    def layer_norm(prefix):
+        shapes[f'{prefix}.weight'] = shapes[f'{prefix}.bias'] = (dims, )
+
+    for kind, norms in (('encoder', 2), ('decoder', 3)):
+        for i in range(num_layers):
+            pre = f'transformer.{kind}.layers.{i}'
+            attention(f'{pre}.self_attn')
+            if kind == 'decoder':
+                attention(f'{pre}.multihead_attn')
+            linear(f'{pre}.linear1', ffn, dims)
+            linear(f'{pre}.linear2', dims, ffn)
+            for n in range(1, norms + 1):
+                layer_norm(f'{pre}.norm{n}')
+    layer_norm('transformer.decoder.norm')
+    shapes['input_proj.weight'] = (dims, 2048, 1, 1)
+    shapes['input_proj.bias'] = (dims, )
+    shapes['query_embed.weight'] = (queries, dims)
+    linear('class_embed', 92, dims)
+    linear('bbox_embed.layers.0', dims, dims)
+    linear('bbox_embed.layers.1', dims, dims)
+    linear('bbox_embed.layers.2', 4, dims)
+    return shapes
+
+
+def official_file(path, model_state, args=None, zip_format=True):
+    """Write a release-style file: model, optimizer, lr_scheduler, epoch,
+    args (a pickled argparse.Namespace, as the official main.py saves)."""
+    checkpoint = dict(
+        model=model_state,
+        optimizer=dict(state={}, param_groups=[dict(lr=1e-4, params=[0])]),
+        lr_scheduler=dict(step_size=200, gamma=0.1, last_epoch=500,
+                          base_lrs=[1e-4], _last_lr=[1e-5]),
+        epoch=499,
+        args=args if args is not None else argparse.Namespace(
+            lr=1e-4, backbone='resnet50', dilation=False, num_queries=100,
+            dataset_file='coco', device='cuda', frozen_weights=None))
+    torch.save(checkpoint, path,
+               _use_new_zipfile_serialization=zip_format)
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny80():
+    torch.manual_seed(0)
+    model = build_plugin_model(tiny_config(num_classes=80))
+    # random values everywhere, norms and BN statistics included
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(torch.rand_like(value) + 0.5)
+    return model
+
+
+def test_coco_ids_are_the_80_used_ids_in_mmdet_class_order():
+    from mmdet.datasets import CocoDataset
+    assert len(COCO_CATEGORY_IDS) == 80 == len(
+        CocoDataset.METAINFO['classes'])
+    assert list(COCO_CATEGORY_IDS) == sorted(set(COCO_CATEGORY_IDS))
+    unused = set(range(91)) - set(COCO_CATEGORY_IDS)
+    assert unused == {0, 12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+
+
+def test_official_r50_layout_maps_onto_our_r50_keys_and_shapes():
+    layout = official_r50_layout()
+    assert not any('num_batches_tracked' in k for k in layout)
+    state = {k: torch.zeros(s) for k, s in layout.items()}
+    converted = official_to_plugin(state, num_classes=80)
+    ours = build_plugin_model(f'{CONFIG_DIR}/detr_r50_8xb2.py').state_dict()
+    assert set(converted) == set(ours)
+    for key, value in ours.items():
+        assert converted[key].shape == value.shape, key
+    # the backbone's BNs got the buffer FrozenBatchNorm lacks
+    assert converted['backbone.layer4.2.bn3.num_batches_tracked'].dtype == \
+        torch.long
+
+
+def test_official_to_plugin_loads_strictly_with_spot_checks(tmp_path, tiny80):
+    official = plugin_to_official(tiny80.state_dict())
+    assert official['class_embed.weight'].shape[0] == 92
+    assert not any('num_batches_tracked' in k for k in official)
+    official['class_embed.weight'] = torch.randn(92, 32)  # every row distinct
+    official['class_embed.bias'] = torch.randn(92)
+    src = official_file(str(tmp_path / 'detr-official.pth'), official)
+    dst = str(tmp_path / 'out' / 'converted.pth')
+    tool.main(['--from', 'official', src, dst])
+
+    model = build_plugin_model(tiny_config(num_classes=80))
+    checkpoint = load_checkpoint(model, dst, strict=True)  # weights_only
+    assert checkpoint['meta']['dataset_meta']['classes'][79] == 'toothbrush'
+    assert checkpoint['meta']['converted_from'] == 'official'
+    ours = model.state_dict()
+    assert torch.equal(
+        ours['encoder.layers.1.ffns.0.layers.0.0.weight'],
+        official['transformer.encoder.layers.1.linear1.weight'])
+    assert torch.equal(
+        ours['decoder.layers.1.attentions.1.in_proj_weight'],
+        official['transformer.decoder.layers.1.multihead_attn.in_proj_weight'])
+    assert torch.equal(ours['decoder.layers.0.norms.2.bias'],
+                       official['transformer.decoder.layers.0.norm3.bias'])
+    assert torch.equal(ours['decoder.post_norm.weight'],
+                       official['transformer.decoder.norm.weight'])
+    assert torch.equal(ours['query_embedding.weight'],
+                       official['query_embed.weight'])
+    assert torch.equal(ours['bbox_head.reg_mlp.layers.2.weight'],
+                       official['bbox_embed.layers.2.weight'])
+    # classifier rows: person (id 1) -> 0, toothbrush (id 90) -> 79,
+    # no-object (row 91) -> 80, the last
+    fc_w, fc_b = ours['bbox_head.fc_cls.weight'], ours['bbox_head.fc_cls.bias']
+    assert fc_w.shape == (81, 32)
+    assert torch.equal(fc_w[0], official['class_embed.weight'][1])
+    assert torch.equal(fc_w[79], official['class_embed.weight'][90])
+    assert torch.equal(fc_w[80], official['class_embed.weight'][91])
+    assert torch.equal(fc_b[79], official['class_embed.bias'][90])
+    assert torch.equal(ours['backbone.bn1.num_batches_tracked'],
+                       torch.tensor(0))
+
+
+def test_official_legacy_file_and_91_classes(tmp_path, tiny80):
+    """The 2020 release predates torch's zip format; 91 classes keep all
+    rows (class index = COCO category id)."""
+    official = plugin_to_official(tiny80.state_dict())
+    src = official_file(str(tmp_path / 'legacy.pth'), official,
+                        zip_format=False)
+    dst = str(tmp_path / 'converted91.pth')
+    tool.main(['--from', 'official', src, dst, '--num-classes', '91'])
+    model = build_plugin_model(tiny_config(num_classes=91))
+    checkpoint = load_checkpoint(model, dst, strict=True)
+    assert torch.equal(model.bbox_head.fc_cls.weight.detach(),
+                       official['class_embed.weight'])
+    classes = checkpoint['meta']['dataset_meta']['classes']
+    assert len(classes) == 91 and classes[90] == 'toothbrush' and \
+        classes[12] == 'N/A'
+
+
+def test_round_trip_plugin_official_plugin_is_identity(tiny80):
+    state = tiny80.state_dict()
+    back = official_to_plugin(plugin_to_official(state), num_classes=80)
+    assert list(back) == list(state)
+    for key, value in state.items():
+        assert torch.equal(back[key], value), key
+
+
+def test_mmdet_checkpoint_converts_and_keeps_meta(tmp_path, tiny80):
+    history = HistoryBuffer()
+    history.update(0.5)
+    src = str(tmp_path / 'mmdet.pth')
+    torch.save(dict(
+        meta=dict(dataset_meta=dict(classes=['a'] * 80), epoch=12),
+        state_dict=plugin_to_mmdet(tiny80.state_dict()),
+        message_hub=dict(log_scalars={'train/loss': history})), src)
+    dst = str(tmp_path / 'from_mmdet.pth')
+    tool.main(['--from', 'mmdet', src, dst, '--num-classes', '80'])
+    model = build_plugin_model(tiny_config(num_classes=80))
+    checkpoint = load_checkpoint(model, dst, strict=True)
+    assert checkpoint['meta']['epoch'] == 12
+    assert checkpoint['meta']['dataset_meta']['classes'] == ['a'] * 80
+    for key, value in tiny80.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(ValueError, match='80 classes, not 3'):
+        tool.main(['--from', 'mmdet', src, dst, '--num-classes', '3'])
+
+
+class Payload:
+    """What a malicious checkpoint pickles: a call to os.system."""
+
+    def __reduce__(self):
+        return os.system, ('echo this must never run',)
+
+
+def test_unexpected_pickled_global_is_refused(tmp_path, tiny80):
+    official = plugin_to_official(tiny80.state_dict())
+    src = official_file(str(tmp_path / 'evil.pth'), official, args=Payload())
+    # the message names the file, the refused global and the allow-list
+    with pytest.raises(pickle.UnpicklingError, match=(
+            r'refusing to load .*evil\.pth.*pickles (posix|nt)\.system, '
+            r'which is not on the allow-list \(argparse\.Namespace\)')):
+        tool.main(['--from', 'official', src, str(tmp_path / 'x.pth')])
+    assert not (tmp_path / 'x.pth').exists()
+
+
+def test_unknown_official_keys_and_class_counts_are_errors(tiny80):
+    official = plugin_to_official(tiny80.state_dict())
+    with pytest.raises(KeyError, match='match no rule'):
+        official_to_plugin(dict(official, **{
+            'bbox_attention.q_linear.weight': torch.zeros(1)}))
+    with pytest.raises(ValueError, match='not 3'):
+        official_to_plugin(official, num_classes=3)

@@ -1,0 +1,67 @@
+"""tools/export_onnx.py: DETR with a dynamic image size, the padding mask and
+post-processing in one ONNX graph that onnxruntime runs like PyTorch."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from detr_plugin.deploy import DETRExportWrapper
+from detr_test_utils import REPO_ROOT, build_plugin_model, make_batch, \
+    tiny_config
+from test_infer import write_tiny_detector
+
+onnx = pytest.importorskip('onnx')
+onnxruntime = pytest.importorskip('onnxruntime')
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+import export_onnx as tool  # noqa: E402
+
+
+def test_wrapper_computes_what_predict_computes_on_a_padded_batch():
+    torch.manual_seed(0)
+    model = build_plugin_model(tiny_config(num_classes=3)).eval()
+    shapes = [(96, 160), (160, 128)]
+    inputs, samples = make_batch(shapes, [0, 0], num_classes=3)
+    mask = torch.ones(2, 160, 160, dtype=torch.bool)
+    for i, (h, w) in enumerate(shapes):
+        mask[i, :h, :w] = False
+    with torch.no_grad():
+        expected = model.predict(inputs, samples, rescale=False)
+        boxes, scores, labels = DETRExportWrapper(model)(inputs, mask)
+    assert boxes.shape == (2, 10, 4) and labels.dtype == torch.long
+    for i, sample in enumerate(expected):
+        pred = sample.pred_instances
+        assert torch.allclose(boxes[i], pred.bboxes, atol=1e-4)
+        assert torch.allclose(scores[i], pred.scores, atol=1e-6)
+        assert torch.equal(labels[i], pred.labels)
+
+
+def test_export_runs_in_onnxruntime_like_pytorch(tmp_path):
+    # with dropout in the config: both sides must run in eval mode
+    config, checkpoint, _ = write_tiny_detector(tmp_path, dropout=0.5)
+    out = str(tmp_path / 'onnx' / 'detr.onnx')
+    report = tool.main([config, checkpoint, out, '--shape', '96', '128',
+                        '--check-shapes', '160', '224', '224', '192'])
+    # traced at 96 x 128, run at two other sizes alone and padded together
+    assert set(report) == {'160x224', '224x192', '160x224+224x192 padded'}
+    for case, diff in report.items():
+        assert diff['boxes'] <= 1e-4, (case, diff)  # pixels
+        assert diff['scores'] <= 1e-4, (case, diff)
+        assert diff['label_mismatches'] == 0, (case, diff)
+
+    graph = onnx.load(out).graph
+    dims = {i.name: [d.dim_param or d.dim_value
+                     for d in i.type.tensor_type.shape.dim]
+            for i in list(graph.input) + list(graph.output)}
+    assert dims['image'] == ['batch', 3, 'height', 'width']
+    assert dims['mask'] == ['batch', 'height', 'width']
+    assert dims['boxes'][0] == 'batch' and dims['boxes'][-1] == 4
+    session = onnxruntime.InferenceSession(
+        out, providers=['CPUExecutionProvider'])
+    boxes, scores, labels = session.run(None, dict(
+        image=torch.randn(3, 3, 64, 96).numpy(),
+        mask=torch.zeros(3, 64, 96, dtype=torch.bool).numpy()))
+    assert boxes.shape == (3, 10, 4) and scores.shape == labels.shape == \
+        (3, 10)
+    assert (boxes[..., 0::2] <= 96).all() and (boxes[..., 1::2] <= 64).all()

@@ -1,0 +1,55 @@
+"""Convert a DETR checkpoint of another layout to this package's.
+
+    python tools/convert_checkpoint.py --from official detr-r50-e632da11.pth \
+        detr_r50_coco.pth [--num-classes 80]
+    python tools/convert_checkpoint.py --from mmdet \
+        detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth detr_r50_coco.pth
+
+``official``: a facebookresearch/detr release file (read with
+``torch.load(weights_only=True)``, only ``argparse.Namespace`` allowed besides
+tensors); its 92-row COCO classifier becomes an 80-class head in mmdet's class
+order (``--num-classes 91`` keeps every row, class index = COCO category id).
+``mmdet``: an mmdet 3.x DETR checkpoint. The output ``{'state_dict', 'meta'}``
+loads strictly into ``configs/detr_r50_8xb2.py`` (``load_from=...`` or
+``tools/test.py CONFIG OUT``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from detr_plugin.checkpoint_converters import convert_checkpoint  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--from', dest='source', required=True,
+                        choices=['official', 'mmdet'],
+                        help='layout of SRC')
+    parser.add_argument('src', help='checkpoint to convert')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classes of the head: official 80 (default, '
+                        'mmdet\'s COCO order) or 91 (COCO category ids); '
+                        'mmdet: checked against the checkpoint')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    out_dir = osp.dirname(osp.abspath(args.dst))
+    os.makedirs(out_dir, exist_ok=True)
+    converted = convert_checkpoint(args.src, args.dst, args.source,
+                                   args.num_classes)
+    state_dict = converted['state_dict']
+    num_params = sum(v.numel() for v in state_dict.values()
+                     if v.is_floating_point())
+    classes = state_dict['bbox_head.fc_cls.bias'].shape[0] - 1
+    print(f'{args.src} ({args.source}) -> {args.dst}: {len(state_dict)} '
+          f'tensors, {num_params / 1e6:.2f} M values, {classes} classes')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,72 @@
+"""Export a DETR config + checkpoint to ONNX and check it with onnxruntime.
+
+    python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--opset 17]
+        [--shape 800 1216] [--check-shapes 800 1216 608 800] [--dynamo]
+
+The graph takes ``image`` ``(B, 3, H, W)`` float32, normalised as the
+config's data preprocessor does (RGB, mean/std) and padded bottom/right, and
+``mask`` ``(B, H, W)`` bool (True = padding); B, H and W are dynamic. It
+returns ``boxes`` ``(B, K, 4)`` xyxy pixels of the unpadded input, ``scores``
+``(B, K)`` and ``labels`` ``(B, K)``, K = min(max_per_img, num_queries), by
+descending score: see :mod:`detr_plugin.deploy.onnx_export`. When
+onnxruntime is installed, the exported file is run on random images of the
+two ``--check-shapes`` sizes, alone and as one padded batch, and the largest
+differences from PyTorch's ``predict`` are printed.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from detr_plugin.apis import DETRInferencer  # noqa: E402
+from detr_plugin.deploy import compare_with_pytorch, export_onnx  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export DETR to ONNX')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('out', help='the ONNX file to write')
+    parser.add_argument('--opset', type=int, default=17,
+                        help='ONNX opset version')
+    parser.add_argument('--shape', type=int, nargs=2, default=[800, 1216],
+                        metavar=('H', 'W'), help='image size to trace with')
+    parser.add_argument('--dynamo', action='store_true',
+                        help='use torch.export-based exporter (needs '
+                        'onnxscript) instead of the TorchScript-based one')
+    parser.add_argument('--check-shapes', type=int, nargs=4,
+                        default=[800, 1216, 608, 800],
+                        metavar=('H1', 'W1', 'H2', 'W2'),
+                        help='two image sizes to compare on')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Export; returns the comparison report (None without onnxruntime)."""
+    args = parse_args(argv)
+    detector = DETRInferencer(args.config, args.checkpoint,
+                              device='cpu').model
+    out_dir = osp.dirname(osp.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    export_onnx(detector, args.out, tuple(args.shape), opset=args.opset,
+                dynamo=args.dynamo)
+    print(f'wrote {args.out} (opset {args.opset}, traced at '
+          f'{args.shape[0]}x{args.shape[1]}, dynamic batch/height/width)')
+    if importlib.util.find_spec('onnxruntime') is None:
+        print('onnxruntime is not installed: the exported model was not run')
+        return None
+    h1, w1, h2, w2 = args.check_shapes
+    report = compare_with_pytorch(detector, args.out, [(h1, w1), (h2, w2)])
+    print('largest differences, onnxruntime vs PyTorch:')
+    for case, diff in report.items():
+        print(f'  {case:>24}: boxes {diff["boxes"]:.2e} px, scores '
+              f'{diff["scores"]:.2e}, label mismatches '
+              f'{diff["label_mismatches"]}')
+    return report
+
+
+if __name__ == '__main__':
+    main()

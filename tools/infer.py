@@ -1,0 +1,82 @@
+"""Detect objects in images and draw them.
+
+    python tools/infer.py CONFIG CHECKPOINT INPUT [--out-dir DIR]
+        [--score-thr 0.7] [--device cpu|cuda]
+
+INPUT is an image, a folder of images or a glob pattern (quote it). Writes
+``DIR/vis/<image name>`` (the image with its labelled boxes scoring at least
+``--score-thr``, drawn by mmdet's ``DetLocalVisualizer``; ``<folder>_<name>``
+where two images share a name) and ``DIR/results.bbox.json``, the same
+detections as one COCO results list (``image_id``, ``category_id``,
+``bbox`` [x, y, w, h], ``score``, plus ``file_name`` and ``category_name``).
+``--score-thr 0`` keeps every detection (``test_cfg.max_per_img`` per
+image), e.g. for COCO evaluation.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from detr_plugin.apis import (DETRInferencer, coco_results,  # noqa: E402
+                              list_images)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Detect objects in images')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('input', help='an image, a folder or a glob pattern')
+    parser.add_argument('--out-dir', default='outputs',
+                        help='where vis/ and results.bbox.json go')
+    parser.add_argument('--score-thr', type=float, default=0.7,
+                        help='draw and write detections scoring at least '
+                        'this')
+    parser.add_argument('--device', default='cpu',
+                        help='cpu, cuda or cuda:N')
+    return parser.parse_args(argv)
+
+
+def drawing_names(images):
+    """File names for the drawings: the image names, or where two images
+    share a name (a recursive glob), their paths below the common folder
+    with ``/`` replaced by ``_``."""
+    names = [osp.basename(p) for p in images]
+    if len(set(names)) == len(names):
+        return names
+    root = osp.commonpath([osp.abspath(p) for p in images])
+    return [osp.relpath(osp.abspath(p), root).replace(os.sep, '_')
+            for p in images]
+
+
+def main(argv=None) -> str:
+    """Run; returns the path of the results JSON."""
+    from mmengine.utils import ProgressBar
+    args = parse_args(argv)
+    images = list_images(args.input)
+    inferencer = DETRInferencer(args.config, args.checkpoint,
+                                device=args.device)
+    vis_dir = osp.join(args.out_dir, 'vis')
+    os.makedirs(vis_dir, exist_ok=True)
+    results = []
+    progress = ProgressBar(len(images))
+    for path, name in zip(images, drawing_names(images)):
+        result = inferencer(path)
+        inferencer.draw(path, result, osp.join(vis_dir, name),
+                        args.score_thr)
+        results.append(result)
+        progress.update()
+    entries = coco_results(results, images, inferencer.category_ids(),
+                           inferencer.classes, score_thr=args.score_thr)
+    out_json = osp.join(args.out_dir, 'results.bbox.json')
+    with open(out_json, 'w') as f:
+        json.dump(entries, f)
+    print(f'\n{len(images)} images, {len(entries)} detections scoring >= '
+          f'{args.score_thr}: drawn in {vis_dir}, listed in {out_json}')
+    return out_json
+
+
+if __name__ == '__main__':
+    main()
