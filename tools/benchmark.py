@@ -1,0 +1,354 @@
+"""Time this package's DETR against mmdet 3.3.0's DETR, side by side.
+
+Both R50 models are built from their configs with identical weights; before
+any timing the script checks that they compute the same losses and
+detections. Each measurement alternates the two implementations (A B A B ...)
+on the same inputs after a warm-up and reports medians; a speedup is mmdet's
+median time over ours, a memory ratio ours over mmdet's.
+
+    python tools/benchmark.py [--json out.json] [--device cpu|cuda] [--scaling]
+"""
+import argparse
+import contextlib
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+from detr_plugin.mmdet_reference import build_r50_pair, make_batch
+
+TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
+TEST_SHAPE = (800, 1333)  # inference: the COCO test size
+
+
+def synchronize(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def interleaved_medians(fns: Dict[str, Callable[[], None]], repeats: int,
+                        warmup: int, device: str) -> Dict[str, float]:
+    """Median seconds of each function, run alternately after a warm-up."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def total_loss(losses: dict) -> torch.Tensor:
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+def to_device(batch, device):
+    inputs, samples = batch
+    return inputs.to(device), [s.to(device) for s in samples]
+
+
+# --------------------------------------------------------------- parity gate
+def check_parity(theirs, ours, device: str) -> None:
+    """Refuse to time models that compute different things."""
+    inputs, samples = to_device(
+        make_batch(TRAIN_SHAPES, [7, 3], seed=11), device)
+    theirs.eval(), ours.eval()
+    with torch.no_grad():
+        their_losses = theirs.loss(inputs, samples)
+        our_losses = ours.loss(inputs, samples)
+        their_pred = theirs.predict(inputs, copy.deepcopy(samples))
+        our_pred = ours.predict(inputs, copy.deepcopy(samples))
+    for key, value in their_losses.items():
+        if abs(float(our_losses[key]) - float(value)) > \
+                1e-3 * max(abs(float(value)), 1e-6):
+            sys.exit(f'parity check failed: {key} {float(our_losses[key])} '
+                     f'vs mmdet {float(value)}')
+    for t, o in zip(their_pred, our_pred):
+        if (t.pred_instances.scores -
+                o.pred_instances.scores).abs().max() > 1e-4:
+            sys.exit('parity check failed: detection scores differ')
+    theirs.train(), ours.train()
+    print('parity check passed: same losses and detection scores')
+
+
+# ------------------------------------------------------------- measurements
+def bench_head_loss(theirs, ours, device, repeats, num_gts=20, batch=8,
+                    num_queries=100):
+    """Decoder outputs -> total loss (matching included) -> backward."""
+    _, samples = to_device(
+        make_batch([(800, 1066)] * batch, [num_gts] * batch, seed=3), device)
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, batch, num_queries, 256, generator=gen)
+    hidden = hidden.to(device)
+    heads = {'mmdet': theirs.bbox_head, 'plugin': ours.bbox_head}
+
+    def run(head):
+        def step():
+            h = hidden.detach().requires_grad_()
+            total_loss(head.loss(h, samples)).backward()
+        return step
+
+    return interleaved_medians({k: run(v) for k, v in heads.items()},
+                               repeats, 1, device)
+
+
+def transformer_inputs(batch: int, tokens_hw, device):
+    gen = torch.Generator().manual_seed(1)
+    feat = torch.randn(batch, 2048, *tokens_hw, generator=gen).to(device)
+    stride = 32
+    shape = (tokens_hw[0] * stride, tokens_hw[1] * stride)
+    _, samples = to_device(make_batch([shape] * batch, [0] * batch), device)
+    return feat, samples
+
+
+def mmdet_transformer(model, feat, samples):
+    return model.forward_transformer(model.neck((feat, )),
+                                     samples)['hidden_states']
+
+
+def bench_transformer_train(theirs, ours, device, repeats):
+    """Input projection + encoder + decoder, forward and backward, train."""
+    feat, samples = transformer_inputs(2, (25, 42), device)  # 1050 tokens
+
+    def step(fn):
+        return lambda: fn(feat, samples).sum().backward()
+
+    return interleaved_medians(
+        {'mmdet': step(lambda f, s: mmdet_transformer(theirs, f, s)),
+         'plugin': step(ours.forward_transformer)}, repeats, 1, device)
+
+
+def bench_inference(theirs, ours, device, repeats, shape=TEST_SHAPE):
+    inputs, samples = to_device(make_batch([shape] * 2, [0, 0]), device)
+    theirs.eval(), ours.eval()
+
+    def run(model):
+        def step():
+            with torch.no_grad():
+                model.predict(inputs, copy.deepcopy(samples))
+        return step
+
+    result = interleaved_medians({'mmdet': run(theirs), 'plugin': run(ours)},
+                                 repeats, 1, device)
+    theirs.train(), ours.train()
+    return result
+
+
+def bench_train_step(theirs, ours, device, repeats, amp=False):
+    """Forward, backward and an AdamW step on a batch of two images."""
+    inputs, samples = to_device(make_batch(TRAIN_SHAPES, [7, 3]), device)
+    runs = {}
+    for name, model in (('mmdet', theirs), ('plugin', ours)):
+        model = copy.deepcopy(model).train()
+        optim = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        use_amp = amp and name == 'plugin'
+
+        def step(model=model, optim=optim, use_amp=use_amp):
+            autocast = torch.autocast(device, dtype=torch.bfloat16) \
+                if use_amp else contextlib.nullcontext()
+            with autocast:
+                loss = total_loss(model.loss(inputs, samples))
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        runs[name] = step
+    return interleaved_medians(runs, repeats, 1, device)
+
+
+def first_step_loss_gap(ours, device) -> float:
+    """Largest relative difference of the first-step losses bf16 vs fp32."""
+    inputs, samples = to_device(make_batch(TRAIN_SHAPES, [7, 3]), device)
+    model = copy.deepcopy(ours).eval()
+    with torch.no_grad():
+        fp32 = model.loss(inputs, samples)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            bf16 = model.loss(inputs, samples)
+    return max(abs(float(bf16[k]) - float(v)) / max(abs(float(v)), 1e-6)
+               for k, v in fp32.items() if 'loss' in k)
+
+
+# ------------------------------------------------------------------ memory
+def transformer_peak_memory(impl: str, tokens_hw, device: str) -> int:
+    """Peak extra bytes of one inference pass of the transformer part.
+
+    On CUDA from the allocator's statistics; on CPU from the process's peak
+    resident memory (VmHWM, reset through /proc/self/clear_refs) in a fresh
+    subprocess whose allocator returns large blocks to the system at once.
+    """
+    if device == 'cpu':
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-probe', impl,
+             '--tokens', f'{tokens_hw[0]}x{tokens_hw[1]}'],
+            check=True, capture_output=True, text=True,
+            # a fixed mmap threshold makes glibc return every large tensor's
+            # memory at once, so the resident peak tracks live tensors
+            env=dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536'))
+        return int(out.stdout.strip().splitlines()[-1])
+    theirs, ours = MODELS
+    feat, samples = transformer_inputs(2, tokens_hw, device)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.no_grad():
+        if impl == 'mmdet':
+            mmdet_transformer(theirs.eval(), feat, samples)
+        else:
+            ours.eval().forward_transformer(feat, samples)
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _vm_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def memory_probe(impl: str, tokens: str) -> None:
+    """Subprocess entry: print the transformer's peak extra bytes."""
+    torch.set_num_threads(1)
+    theirs, ours = build_r50_pair()
+    model = (theirs if impl == 'mmdet' else ours).eval()
+    feat, samples = transformer_inputs(
+        2, tuple(int(t) for t in tokens.split('x')), 'cpu')
+    with torch.no_grad():  # warm-up, then measure a second pass
+        run = (lambda: mmdet_transformer(model, feat, samples)) \
+            if impl == 'mmdet' else \
+            (lambda: model.forward_transformer(feat, samples))
+        run()
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak resident set size
+        base = _vm_kib('VmRSS:')
+        run()
+        print((_vm_kib('VmHWM:') - base) * 1024)
+
+
+# -------------------------------------------------------------------- main
+MODELS = ()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--json', help='write the results to this file')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--scaling', action='store_true',
+                        help='also print how cost grows with boxes/tokens')
+    parser.add_argument('--only', nargs='*', help='run only these items')
+    parser.add_argument('--memory-probe', help=argparse.SUPPRESS)
+    parser.add_argument('--tokens', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        return memory_probe(args.memory_probe, args.tokens)
+
+    torch.manual_seed(0)
+    global MODELS
+    theirs, ours = build_r50_pair()
+    theirs, ours = theirs.to(args.device), ours.to(args.device)
+    MODELS = (theirs, ours)
+    check_parity(theirs, ours, args.device)
+    want = (lambda item: not args.only or item in args.only)
+    results = dict(device=args.device, threads=torch.get_num_threads(),
+                   torch=torch.__version__)
+    if args.device == 'cuda':
+        results['gpu'] = torch.cuda.get_device_name()
+    rows = []
+
+    def record(name, medians):
+        speedup = medians['mmdet'] / medians['plugin']
+        results[f'{name}_speedup'] = round(speedup, 3)
+        results[f'{name}_seconds'] = {k: round(v, 4)
+                                      for k, v in medians.items()}
+        rows.append((name, medians['mmdet'], medians['plugin'], speedup))
+        print(f'{name:>20}: mmdet {medians["mmdet"]:.4f} s, plugin '
+              f'{medians["plugin"]:.4f} s, speedup {speedup:.2f}x',
+              flush=True)
+
+    dev, rep = args.device, args.repeats
+    if want('head_loss'):
+        record('head_loss', bench_head_loss(theirs, ours, dev, rep))
+    if want('transformer_train'):
+        record('transformer_train',
+               bench_transformer_train(theirs, ours, dev, rep))
+    if want('inference'):
+        record('inference', bench_inference(theirs, ours, dev, rep))
+        mem = {impl: transformer_peak_memory(impl, (25, 42), dev)
+               for impl in ('mmdet', 'plugin')}
+        results['transformer_infer_memory_bytes'] = mem
+        results['transformer_infer_memory_ratio'] = round(
+            mem['plugin'] / mem['mmdet'], 3)
+        print(f'{"transformer memory":>20}: mmdet {mem["mmdet"] / 2**20:.0f}'
+              f' MiB, plugin {mem["plugin"] / 2**20:.0f} MiB, ratio '
+              f'{results["transformer_infer_memory_ratio"]:.2f}')
+    if want('train_step'):
+        record('train_step', bench_train_step(theirs, ours, dev, rep))
+    if want('amp_train_step'):
+        record('amp_train_step',
+               bench_train_step(theirs, ours, dev, rep, amp=True))
+        results['amp_first_step_loss_rel_gap'] = round(
+            first_step_loss_gap(ours, dev), 4)
+        print(f'{"bf16 loss gap":>20}: '
+              f'{results["amp_first_step_loss_rel_gap"]:.2%} of fp32')
+    if args.scaling:
+        results['scaling'] = scaling_tables(theirs, ours, dev, rep)
+    print('\n| measurement | speedup (mmdet time / ours) |\n|---|---|')
+    for name, _, _, speedup in rows:
+        print(f'| {name} | {speedup:.2f}x |')
+    if 'transformer_infer_memory_ratio' in results:
+        print(f'| transformer_infer_memory_ratio (ours / mmdet) | '
+              f'{results["transformer_infer_memory_ratio"]:.2f} |')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+        print(f'wrote {args.json}')
+
+
+def scaling_tables(theirs, ours, device, repeats) -> dict:
+    """Head-loss time against boxes, inference/memory against tokens."""
+    tables = dict(head_loss=[], inference=[])
+    print('\nhead loss (batch 8) vs GT boxes per image')
+    print('| boxes | queries | mmdet s | plugin s | speedup |\n|---|---|---|---'
+          '|---|')
+    for boxes, queries in ((1, 100), (10, 100), (50, 100), (100, 100),
+                           (300, 300)):
+        med = bench_head_loss(theirs, ours, device, max(2, repeats // 2),
+                              num_gts=boxes, num_queries=queries)
+        tables['head_loss'].append(dict(boxes=boxes, queries=queries, **med))
+        print(f'| {boxes} | {queries} | {med["mmdet"]:.3f} | '
+              f'{med["plugin"]:.3f} | {med["mmdet"] / med["plugin"]:.2f}x |',
+              flush=True)
+    print('\ninference (batch 2) and transformer memory vs tokens')
+    print('| tokens | time speedup | mmdet MiB | plugin MiB | memory ratio |\n'
+          '|---|---|---|---|---|')
+    for tokens_hw in ((15, 20), (20, 30), (25, 42), (42, 50)):
+        shape = (tokens_hw[0] * 32, tokens_hw[1] * 32)
+        med = bench_inference(theirs, ours, device, max(2, repeats // 2),
+                              shape=shape)
+        mem = {impl: transformer_peak_memory(impl, tokens_hw, device)
+               for impl in ('mmdet', 'plugin')}
+        tokens = tokens_hw[0] * tokens_hw[1]
+        tables['inference'].append(dict(tokens=tokens, seconds=med,
+                                        memory_bytes=mem))
+        print(f'| {tokens} | {med["mmdet"] / med["plugin"]:.2f}x | '
+              f'{mem["mmdet"] / 2**20:.0f} | {mem["plugin"] / 2**20:.0f} | '
+              f'{mem["plugin"] / mem["mmdet"]:.2f} |', flush=True)
+    return tables
+
+
+if __name__ == '__main__':
+    if 'OMP_NUM_THREADS' not in os.environ:
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 16)))
+    main()
