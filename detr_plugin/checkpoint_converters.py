@@ -243,9 +243,15 @@ def _safe_load(path: str, allowed: Sequence, what: str) -> dict:
         pickle.UnpicklingError: naming the file and the refused global, when
             the file pickles anything else (it could run code on loading).
     """
+    # Exactly `allowed`, and the process-wide allow-list (mmengine's types,
+    # registered by detr_plugin.engine) restored afterwards: torch's
+    # `safe_globals` context manager would remove on exit even globals that
+    # were allowed before it.
+    previous = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(list(allowed))
     try:
-        with torch.serialization.safe_globals(list(allowed)):
-            return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r'GLOBAL (\S+)', str(error))
         refused = found.group(1) if found else 'an object'
@@ -257,6 +263,9 @@ def _safe_load(path: str, allowed: Sequence, what: str) -> dict:
             f'is not on the allow-list ({names}); unpickling it could run '
             f'arbitrary code. Convert only files of a trusted release.\n'
             f'(torch.load(weights_only=True) said: {error})') from None
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(previous)
 
 
 def load_official_checkpoint(path: str) -> dict:
