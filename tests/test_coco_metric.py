@@ -1,0 +1,132 @@
+"""The COCO table that tools/test.py prints is pycocotools' own numbers.
+
+A tiny DETR is trained for a few iterations (tools/train.py) on shapes whose
+COCO category ids are NOT 1..K (3, 17, 90), with images without boxes, then
+tools/test.py evaluates it and dumps its detections (--out). COCOeval run
+here on those detections, with our own label -> category id and xyxy -> xywh
+mapping, must print the same 12 numbers; the same mapping applied to the
+ground truth itself must give AP 1.0, so a wrong mapping cannot pass.
+"""
+import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from coco_data_utils import coco_data_overrides, to_coco_detections
+from detr_test_utils import CONFIG_DIR, REPO_ROOT
+from mmengine.config import Config
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detr_plugin.datasets import generate_shapes_dataset
+
+CATEGORY_IDS = (3, 17, 90)
+ITERS = 20
+# CocoMetric's maxDets (its proposal_nums): the table prints these.
+MAX_DETS = [100, 300, 1000]
+TABLE_LINE = re.compile(r'Average (?:Precision|Recall) .*= (-?\d+\.\d+)')
+
+
+def coco_stats(ann_file: str, detections: list) -> np.ndarray:
+    """The 12 numbers of COCOeval's bbox summary, as CocoMetric sets it."""
+    coco_gt = COCO(ann_file)
+    coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections), 'bbox')
+    coco_eval.params.maxDets = MAX_DETS
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    return coco_eval.stats
+
+
+def run_tool(*args, cwd):
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+    """Train, test with --out; return (dataset info, printed table, dump)."""
+    tmp = tmp_path_factory.mktemp('coco_metric')
+    # One large object per image: after a few iterations the boxes overlap
+    # the objects enough for a non-zero AP. 2 of 8 val images are empty.
+    info = generate_shapes_dataset(
+        str(tmp / 'data'), num_train=16, num_val=8, image_size=(64, 64),
+        category_ids=CATEGORY_IDS, empty_fraction=0.25, max_objects=1,
+        size_range=(0.5, 0.8), seed=0)
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo', 'detr_r18_shapes.py'))
+    cfg.merge_from_dict(coco_data_overrides(str(tmp / 'data'),
+                                            info['classes']))
+    cfg.merge_from_dict(dict(
+        train_dataloader=dict(batch_size=4, num_workers=0,
+                              persistent_workers=False),
+        val_dataloader=dict(num_workers=0, persistent_workers=False),
+        test_dataloader=dict(num_workers=0, persistent_workers=False),
+        train_cfg=dict(max_iters=ITERS, val_interval=ITERS + 1),
+        default_hooks=dict(checkpoint=dict(interval=ITERS),
+                           logger=dict(interval=10)),
+        randomness=dict(seed=0)))
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    config = str(tmp / 'config.py')
+    cfg.dump(config)
+    work_dir = str(tmp / 'work')
+    run_tool(osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
+             work_dir, cwd=str(tmp))
+    out = str(tmp / 'results.pkl')
+    log = run_tool(osp.join(REPO_ROOT, 'tools', 'test.py'), config,
+                   osp.join(work_dir, f'iter_{ITERS}.pth'), '--work-dir',
+                   work_dir, '--out', out, cwd=str(tmp))
+    printed = [float(v) for v in TABLE_LINE.findall(log)]
+    with open(out, 'rb') as f:
+        results = pickle.load(f)
+    return info, printed, results
+
+
+def test_printed_table_equals_pycocotools_on_the_dump(evaluated):
+    info, printed, results = evaluated
+    ann_file = info['ann_files']['val']
+    assert len(results) == 8
+    assert sorted(r['img_id'] for r in results) == list(range(1, 9))
+    cat_ids = COCO(ann_file).getCatIds(catNms=list(info['classes']))
+    assert cat_ids == list(CATEGORY_IDS)  # the dataset's label order
+    detections = to_coco_detections(results, cat_ids)
+    # every image has max_per_img = 5 detections (top-k of 5 queries x 3
+    # classes)
+    assert len(detections) == 8 * 5
+    assert {d['category_id'] for d in detections} <= set(CATEGORY_IDS)
+    stats = coco_stats(ann_file, detections)
+    assert len(printed) == 12
+    np.testing.assert_allclose(printed, np.round(stats, 3), atol=1e-9)
+    # non-trivial: some detections are right (the equality of zeros proves
+    # nothing), yet the model is far from perfect
+    assert 0 < stats[1] < 1  # AP at IoU 0.5
+
+
+def test_same_mapping_on_ground_truth_gives_ap_1(evaluated):
+    """Our label/box/image-id mapping is exact: the GT as detections
+    scores AP 1 (a category id or a box convention off fails here)."""
+    info, _, _ = evaluated
+    ann_file = info['ann_files']['val']
+    coco = COCO(ann_file)
+    cat_ids = coco.getCatIds(catNms=list(info['classes']))
+    results = []
+    for img_id in coco.getImgIds():
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
+        xywh = torch.tensor([a['bbox'] for a in anns]).reshape(-1, 4)
+        results.append(dict(img_id=img_id, pred_instances=dict(
+            bboxes=torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1),
+            scores=torch.ones(len(anns)),
+            labels=torch.tensor([cat_ids.index(a['category_id'])
+                                 for a in anns], dtype=torch.long))))
+    assert sum(len(r['pred_instances']['labels']) == 0 for r in results) == 2
+    stats = coco_stats(ann_file, to_coco_detections(results, cat_ids))
+    assert stats[0] == pytest.approx(1.0)
+    # a label mapping off by one position does not
+    shifted = cat_ids[1:] + cat_ids[:1]
+    stats = coco_stats(ann_file, to_coco_detections(results, shifted))
+    assert stats[0] < 0.5
