@@ -1,0 +1,176 @@
+"""Stop (or skip) a training step whose loss or gradient is not finite.
+
+Where in mmengine: ``model.train_step`` runs forward, ``parse_losses``,
+``optim_wrapper.update_params`` (backward, gradient clipping,
+``optimizer.step``) and only then returns the loss terms to the loop, which
+passes them to ``after_train_iter`` -- too late, the weights are already NaN.
+The one point every optimizer wrapper (plain, AMP, CPU autocast, gradient
+accumulation) and DDP goes through *before* the weights change is
+``torch.optim.Optimizer.step``, and PyTorch offers a public hook there:
+``Optimizer.register_step_pre_hook``. :class:`NonFiniteLossHook` registers
+one at ``before_train`` that checks the total gradient norm (one fused
+``get_total_norm``; a NaN or infinite loss always gives one, and so does a
+finite loss whose backward overflows) and, if it is not finite, sets every
+gradient to ``None`` so that the optimizer skips every parameter (no update,
+no moment or step-count change). With DDP the gradients are all-reduced
+first, so every process skips the same step.
+
+``after_train_iter`` (priority ``ABOVE_NORMAL``: before the logger, the LR
+scheduler and ``CheckpointHook``) then sees the loss terms by name and
+either raises :class:`NonFiniteLossError` naming the iteration and the
+non-finite terms (``action='error'``, the default), or logs a warning with
+the count of skipped steps (``action='skip'``, stopping after
+``max_consecutive_skips`` in a row). ``before_save_checkpoint`` refuses to
+write a checkpoint whose weights are not finite, whatever their cause.
+"""
+import math
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from ..registry import HOOKS
+
+ACTIONS = ('error', 'skip')
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a NaN or infinite loss or gradient."""
+
+
+def nonfinite_terms(outputs: Optional[Dict]) -> Dict[str, float]:
+    """``{name: value}`` of the non-finite entries of a train step's
+    ``log_vars`` (tensors or numbers)."""
+    bad = {}
+    for name, value in (outputs or {}).items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                if torch.isfinite(value).all():
+                    continue
+                value = value[~torch.isfinite(value)].flatten()[0]
+            value = value.item()
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            bad[name] = value
+    return bad
+
+
+def _optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
+    """The ``torch.optim`` optimizers of an ``OptimWrapper`` or an
+    ``OptimWrapperDict``."""
+    if hasattr(optim_wrapper, 'optim_wrappers'):
+        return [w.optimizer for w in optim_wrapper.optim_wrappers.values()]
+    return [optim_wrapper.optimizer]
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Never step on a NaN/inf gradient; stop or skip and say where.
+
+    Args:
+        action: ``'error'`` (default): stop the run at the first non-finite
+            loss or gradient, with :class:`NonFiniteLossError` naming the
+            iteration and the loss terms; the weights, the optimizer state
+            and the checkpoints stay those of the last finite step.
+            ``'skip'``: skip that step (no update) and log a warning with the
+            number skipped so far.
+        max_consecutive_skips: with ``'skip'``, stop after this many skipped
+            steps in a row (the run has diverged).
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, action: str = 'error',
+                 max_consecutive_skips: int = 10) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f'action must be one of {ACTIONS}, got '
+                             f'{action!r}')
+        self.action = action
+        self.max_consecutive_skips = max_consecutive_skips
+        self.num_skipped = 0
+        self.consecutive = 0
+        self._skipped_norm = None  # grad norm of the step just skipped
+        self._handles = []
+
+    def _check_gradients(self, optimizer, args, kwargs) -> None:
+        """Step pre-hook: drop every gradient if their norm is not finite."""
+        grads = [p.grad for group in optimizer.param_groups
+                 for p in group['params'] if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads, 2.0)
+        if torch.isfinite(norm):
+            return
+        self._skipped_norm = norm.item()
+        for group in optimizer.param_groups:
+            for p in group['params']:
+                p.grad = None  # torch optimizers skip parameters without one
+
+    def before_train(self, runner) -> None:
+        for optimizer in _optimizers(runner.optim_wrapper):
+            self._handles.append(
+                optimizer.register_step_pre_hook(self._check_gradients))
+
+    def after_train(self, runner) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.num_skipped:
+            print_log(f'{self.num_skipped} training step(s) were skipped '
+                      'for a non-finite loss or gradient', logger='current',
+                      level=30)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        bad = nonfinite_terms(outputs)
+        skipped_norm, self._skipped_norm = self._skipped_norm, None
+        if not bad and skipped_norm is None:
+            self.consecutive = 0
+            return
+        where = (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
+                 f'batch {batch_idx + 1})')
+        if bad:
+            terms = ', '.join(f'{k}={v}' for k, v in bad.items())
+            first = next((k for k in bad if k != 'loss'), 'loss')
+            what = f'non-finite loss at {where}: {terms} (first term: {first})'
+        else:
+            what = (f'non-finite gradient norm ({skipped_norm}) at {where} '
+                    'with finite loss terms (with several processes, '
+                    "another process's loss may be the cause)")
+        stepped = skipped_norm is None
+        if self.action == 'error':
+            raise NonFiniteLossError(
+                f'{what}. The run stops; '
+                + ('the gradients were finite, so the weights are still '
+                   'finite' if stepped else
+                   'this step was not applied, so the weights and the '
+                   'checkpoints are those of the last finite step')
+                + '. Causes: a too-high learning rate (lower it, keep '
+                'clip_grad), fp16 overflow (--amp), or bad boxes (python '
+                'tools/check_dataset.py CONFIG). To skip such steps '
+                "instead, set action='skip' on NonFiniteLossHook, e.g. "
+                '--cfg-options default_hooks.nonfinite_loss.action=skip')
+        self.num_skipped += 1
+        self.consecutive += 1
+        print_log(f'{what}; skipped this step ({self.num_skipped} skipped so '
+                  'far)' if not stepped else
+                  f'{what}; the gradients were finite and the step was '
+                  f'applied ({self.num_skipped} non-finite steps so far)',
+                  logger='current', level=30)
+        if self.consecutive >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f'{self.consecutive} consecutive training steps had a '
+                f'non-finite loss or gradient (the last at {where}): the '
+                'run has diverged. Lower the learning rate or check the '
+                'data (python tools/check_dataset.py CONFIG).')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to save weights that are not finite."""
+        for name, value in checkpoint.get('state_dict', {}).items():
+            if isinstance(value, torch.Tensor) and \
+                    value.is_floating_point() and \
+                    not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f'refusing to save a checkpoint at iteration '
+                    f'{runner.iter}: {name} holds NaN or infinite values; '
+                    'the last saved checkpoint is the last finite one.')

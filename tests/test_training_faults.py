@@ -1,0 +1,296 @@
+"""Faults during training leave a work dir that resumes from a good state.
+
+``tools/train.py`` runs in subprocesses (a tiny DETR, 64 x 64 images, one
+image per iteration, a checkpoint every 2 iterations through
+``AtomicCheckpointHook``, ``NonFiniteLossHook`` on):
+
+* a truncated JPEG stops the run naming the file; ``skip_corrupt=True``
+  resumes past it, counting it in the log;
+* a NaN loss stops the run naming the iteration and the loss terms, writing
+  no checkpoint from the poisoned step; ``action='skip'`` resumes, skipping
+  (and counting) those steps without changing the weights;
+* a SIGKILL while a checkpoint is being written leaves the last complete
+  checkpoint in place and ``last_checkpoint`` naming it; ``--resume`` goes
+  on from it. With mmengine's own ``CheckpointHook`` the same kill leaves a
+  truncated file and, with ``max_keep_ckpts``, no complete checkpoint at
+  all -- the reason for ``AtomicCheckpointHook``;
+* a data problem stops ``tools/train.py`` before the first iteration.
+
+Plus unit tests of the pieces: the optimizer step pre-hook, the
+completeness test of checkpoint files and the choice of the checkpoint to
+resume from.
+"""
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safety_test_utils import (broken_copy, make_shapes, run_tool,
+                               run_until_stalled, tiny_train_config,
+                               truncate_file, write_config)
+
+from detr_plugin.engine import allow_mmengine_checkpoint_globals
+from detr_plugin.safety import (AtomicCheckpointHook, NonFiniteLossHook,
+                                atomic_write, find_resumable_checkpoint,
+                                is_complete_checkpoint)
+from detr_plugin.safety.nonfinite_loss import nonfinite_terms
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    return make_shapes(str(tmp_path_factory.mktemp('data') / 'shapes'))
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def load(path):
+    """As mmengine's resume loads it (``weights_only=True``, mmengine's types
+    allow-listed; registered again in case a test removed them)."""
+    allow_mmengine_checkpoint_globals()
+    return torch.load(path, map_location='cpu')
+
+
+def assert_stopped_at_good_checkpoint(work_dir, iteration=2):
+    """The run wrote ``iter_{iteration}.pth``, nothing later, and that file
+    loads with finite weights."""
+    path = osp.join(work_dir, f'iter_{iteration}.pth')
+    assert last_checkpoint(work_dir) == path
+    assert not osp.exists(osp.join(work_dir, f'iter_{iteration + 2}.pth'))
+    ckpt = load(path)
+    assert ckpt['meta']['iter'] == iteration
+    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values()
+               if v.is_floating_point())
+    return ckpt
+
+
+def assert_finished(proc, work_dir, iteration=4):
+    assert proc.returncode == 0, proc.out[-5000:]
+    path = osp.join(work_dir, f'iter_{iteration}.pth')
+    assert last_checkpoint(work_dir) == path
+    ckpt = load(path)
+    assert ckpt['meta']['iter'] == iteration
+    return ckpt
+
+
+# ------------------------------------------------------- corrupt images
+def test_truncated_image_stops_then_is_skipped_on_resume(shapes, tmp_path):
+    root = broken_copy(shapes, str(tmp_path / 'data'))
+    bad = osp.join(root, 'train', '000003.jpg')  # read by iteration 3
+    truncate_file(bad)
+    cfg = write_config(tiny_train_config(root), str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+
+    proc = run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path))
+    assert proc.returncode != 0
+    assert f'CorruptImageError: corrupt image file {bad}' in proc.out
+    assert '(img_id 3)' in proc.out
+    assert 'train_dataloader.dataset.corrupt_images=skip' in proc.out
+    assert_stopped_at_good_checkpoint(work)
+
+    proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume',
+                     '--cfg-options',
+                     'train_dataloader.dataset.corrupt_images=skip'],
+                    str(tmp_path))
+    assert f'Auto resumed from the latest checkpoint {work}/iter_2.pth' \
+        in proc.out
+    assert f'skipped corrupt image file {bad}' in proc.out
+    assert '1 corrupt image(s) skipped so far' in proc.out
+    assert_finished(proc, work)
+
+
+# ------------------------------------------------------- non-finite loss
+def test_nan_loss_stops_without_a_poisoned_checkpoint_then_skips(shapes,
+                                                                 tmp_path):
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+    nan_loss = 'model.bbox_head.loss_bbox.loss_weight=nan'
+    proc = run_tool(['train.py', cfg, '--work-dir', work, '--cfg-options',
+                     'train_cfg.max_iters=2'], str(tmp_path))
+    good = assert_finished(proc, work, iteration=2)
+
+    proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume',
+                     '--cfg-options', nan_loss], str(tmp_path))
+    assert proc.returncode != 0
+    assert 'NonFiniteLossError: non-finite loss at iteration 3 ' in proc.out
+    assert 'loss_bbox=nan' in proc.out and 'd0.loss_bbox=nan' in proc.out
+    assert 'this step was not applied' in proc.out
+    assert 'Saving checkpoint' not in proc.out.split('Auto resumed')[1]
+    assert_stopped_at_good_checkpoint(work)
+
+    proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume',
+                     '--cfg-options', nan_loss,
+                     'default_hooks.nonfinite_loss.action=skip'],
+                    str(tmp_path))
+    assert 'skipped this step (1 skipped so far)' in proc.out
+    assert 'skipped this step (2 skipped so far)' in proc.out
+    skipped = assert_finished(proc, work)
+    # no update happened: the weights and the optimizer state are those of
+    # iteration 2
+    for key, value in good['state_dict'].items():
+        assert torch.equal(value, skipped['state_dict'][key]), key
+    assert skipped['optimizer']['state'][0]['step'] == \
+        good['optimizer']['state'][0]['step'] == 2
+
+
+def test_step_pre_hook_drops_nonfinite_gradients():
+    """Unit: the pre-hook skips the optimizer step (no update, no state) on
+    a NaN gradient, and after_train_iter names the terms or counts."""
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    hook = NonFiniteLossHook()
+    runner = SimpleNamespace(optim_wrapper=SimpleNamespace(
+        optimizer=optimizer), iter=6, epoch=0)
+    hook.before_train(runner)
+    before = [p.detach().clone() for p in layer.parameters()]
+    loss = layer(torch.ones(1, 3)).sum() * float('nan')
+    loss.backward()
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters()))
+    assert optimizer.state_dict()['state'] == {}
+    outputs = dict(loss=loss.detach(), loss_cls=torch.tensor(0.5),
+                   loss_bbox=torch.tensor(float('inf')))
+    assert str(nonfinite_terms(outputs)) == "{'loss': nan, 'loss_bbox': inf}"
+    with pytest.raises(FloatingPointError,
+                       match=r'iteration 7 .*loss_bbox=inf \(first term: '
+                       r'loss_bbox\).*this step was not applied'):
+        hook.after_train_iter(runner, 6, outputs=outputs)
+    # a finite step still updates
+    optimizer.zero_grad()
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before[0], layer.weight)
+    hook.after_train(runner)
+    assert optimizer._optimizer_step_pre_hooks == {}
+
+
+# ------------------------------------------------- kill during a save
+def test_kill_while_saving_keeps_the_last_complete_checkpoint(shapes,
+                                                              tmp_path):
+    cfg = write_config(tiny_train_config(
+        shapes, stalls=True,
+        default_hooks=dict(checkpoint=dict(max_keep_ckpts=1))),
+        str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+    args = ['train.py', cfg, '--work-dir', work]
+    run_until_stalled(args, str(tmp_path), stall_file='iter_4.pth')
+    names = sorted(os.listdir(work))
+    # killed after writing every byte of iter_4, before its rename: the
+    # old checkpoint is still there (mmengine deletes it first)
+    assert 'iter_4.pth' not in names and 'iter_2.pth' in names
+    assert any(n.startswith('.iter_4.pth.') for n in names), names
+    assert_stopped_at_good_checkpoint(work)
+
+    proc = run_tool(args + ['--resume'], str(tmp_path))
+    assert f'Auto resumed from the latest checkpoint {work}/iter_2.pth' \
+        in proc.out
+    assert 'left by a killed checkpoint save' in proc.out
+    assert_finished(proc, work)
+    assert sorted(n for n in os.listdir(work) if 'pth' in n) == \
+        ['iter_4.pth']  # max_keep_ckpts=1, and no temporary file
+
+
+def test_mmengine_checkpoint_hook_loses_every_checkpoint(shapes, tmp_path):
+    """Why the hook exists: mmengine's CheckpointHook with max_keep_ckpts=1
+    deletes iter_2 before writing iter_4 into its final path; a kill during
+    that write leaves a truncated iter_4, no complete checkpoint, and a
+    last_checkpoint naming a deleted file. (If a new mmengine passes this
+    test no more, AtomicCheckpointHook's reordering may be unnecessary.)"""
+    mmengine_hook = dict(
+        _delete_=True, type='CheckpointHook', by_epoch=False, interval=2,
+        max_keep_ckpts=1, backend_args=dict(backend='stall_local'))
+    cfg = write_config(tiny_train_config(
+        shapes, stalls=True, default_hooks=dict(checkpoint=mmengine_hook)),
+        str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+    run_until_stalled(['train.py', cfg, '--work-dir', work], str(tmp_path),
+                      stall_file='iter_4.pth')
+    assert not osp.exists(osp.join(work, 'iter_2.pth'))
+    assert not is_complete_checkpoint(osp.join(work, 'iter_4.pth'))
+    assert last_checkpoint(work) == osp.join(work, 'iter_2.pth')
+    assert find_resumable_checkpoint(work) is None
+
+
+def _save(path, value):
+    torch.save({'state_dict': {'w': torch.tensor([value])}}, path)
+
+
+def test_find_resumable_checkpoint(tmp_path):
+    work = str(tmp_path)
+    _save(f'{work}/iter_2.pth', 2.)
+    _save(f'{work}/iter_4.pth', 4.)
+    truncate_file(f'{work}/iter_4.pth', 0.5)
+    with open(f'{work}/.iter_6.pth.abc.tmp', 'wb') as f:
+        f.write(b'partial')
+    assert not is_complete_checkpoint(f'{work}/iter_4.pth')
+    assert is_complete_checkpoint(f'{work}/iter_2.pth')
+    # last_checkpoint naming a truncated file, nothing, or a deleted file
+    for recorded in (f'{work}/iter_4.pth', '', f'{work}/iter_0.pth'):
+        atomic_write(recorded, f'{work}/last_checkpoint')
+        assert find_resumable_checkpoint(work) == f'{work}/iter_2.pth'
+    os.remove(f'{work}/last_checkpoint')
+    assert find_resumable_checkpoint(work) == f'{work}/iter_2.pth'
+    # a complete checkpoint newer than the one recorded (killed between the
+    # save and the last_checkpoint update) wins
+    atomic_write(f'{work}/iter_2.pth', f'{work}/last_checkpoint')
+    _save(f'{work}/iter_4.pth', 4.)
+    os.utime(f'{work}/iter_2.pth', (1, 1))
+    assert find_resumable_checkpoint(work) == f'{work}/iter_4.pth'
+
+
+def test_before_run_repairs_last_checkpoint(tmp_path):
+    work = str(tmp_path)
+    _save(f'{work}/iter_2.pth', 2.)
+    _save(f'{work}/iter_4.pth', 4.)
+    truncate_file(f'{work}/iter_4.pth', 0.5)
+    atomic_write(f'{work}/iter_4.pth', f'{work}/last_checkpoint')
+    with open(f'{work}/.last_checkpoint.x1.tmp', 'w') as f:
+        f.write('half')
+    AtomicCheckpointHook(interval=2, by_epoch=False).before_run(
+        SimpleNamespace(work_dir=work))
+    assert last_checkpoint(work) == f'{work}/iter_2.pth'
+    assert sorted(os.listdir(work)) == ['iter_2.pth', 'iter_4.pth',
+                                        'last_checkpoint']
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / 'iter_2.pth')
+    atomic_write(b'old', path)
+    mode = os.stat(path).st_mode & 0o777
+    assert mode == 0o666 & ~_umask()
+
+    def fail(fd):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'fsync', fail)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_write(b'new', path)
+    with open(path, 'rb') as f:
+        assert f.read() == b'old'
+    assert os.listdir(tmp_path) == ['iter_2.pth']
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# ------------------------------------------- data problems in train.py
+@pytest.mark.xfail(reason='issue 4 not integrated yet: the base config does not use CheckedCocoDataset and tools/train.py does not call check_dataset_config', strict=False)
+def test_train_stops_before_the_first_iteration_on_bad_data(shapes,
+                                                            tmp_path):
+    """Needs ``check_dataset_config`` in tools/train.py: a head with 80
+    classes for a 3-class set trains silently otherwise."""
+    cfg = tiny_train_config(shapes)
+    cfg.model.bbox_head.num_classes = 80
+    work = str(tmp_path / 'work')
+    proc = run_tool(['train.py', write_config(cfg, str(tmp_path / 'c.py')),
+                     '--work-dir', work], str(tmp_path))
+    assert proc.returncode != 0
+    assert 'DatasetCheckError' in proc.out
+    assert 'model.bbox_head.num_classes is 80 but train_dataloader.dataset '\
+        'has 3 classes' in proc.out
+    assert 'Iter(train)' not in proc.out
