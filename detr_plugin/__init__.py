@@ -5,6 +5,7 @@ scope (children of mmdet's registries); see :mod:`detr_plugin.registry`.
 """
 from . import engine  # noqa: F401  (checkpoint allow-list, CPU AMP, ...)
 from . import models  # noqa: F401  (registers the modules)
+from . import safety  # noqa: F401  (data checks, fault-safe hooks)
 from .registry import MODELS, TASK_UTILS  # noqa: F401
 
 __version__ = '0.1.0'

@@ -73,7 +73,6 @@ def build_dataset(root, classes=SHAPES_CLASSES, **kwargs):
         return cls(**args)
 
 
-@pytest.mark.xfail(reason='issue 4 not integrated yet: the base config does not use CheckedCocoDataset and tools/train.py does not call check_dataset_config', strict=False)
 def test_base_config_uses_the_checked_dataset():
     """Every dataset of the base recipe is a CheckedCocoDataset."""
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))

@@ -279,7 +279,6 @@ def _umask():
 
 
 # ------------------------------------------- data problems in train.py
-@pytest.mark.xfail(reason='issue 4 not integrated yet: the base config does not use CheckedCocoDataset and tools/train.py does not call check_dataset_config', strict=False)
 def test_train_stops_before_the_first_iteration_on_bad_data(shapes,
                                                             tmp_path):
     """Needs ``check_dataset_config`` in tools/train.py: a head with 80

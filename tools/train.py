@@ -17,6 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
 from detr_plugin.engine import cli  # noqa: E402
+from detr_plugin.safety import check_dataset_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +53,11 @@ def main(argv=None):
     if args.auto_scale_lr:
         cli.enable_auto_scale_lr(cfg)
     cli.set_resume(cfg, args.resume)
+    # classes, num_classes, annotation files and image folders, before the
+    # model is built: one DatasetCheckError naming key, file, ids and fix
+    check_dataset_config(cfg, 'train')
+    if cfg.get('val_cfg') and cfg.get('val_dataloader'):
+        check_dataset_config(cfg, 'val')
     runner = cli.build_runner(cfg)
     runner.train()
 

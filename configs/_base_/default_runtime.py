@@ -7,9 +7,14 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    # mmengine's CheckpointHook, but a kill while saving never leaves a
+    # truncated file for --resume (detr_plugin.safety.atomic_checkpoint)
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # stops on a NaN/inf loss before the optimizer steps on it, naming the
+    # iteration and loss term (action='skip' skips such steps, counted)
+    nonfinite_loss=dict(type='NonFiniteLossHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,7 +1,11 @@
 # COCO 2017 detection at data/coco/ (mmdet's layout), with mmdet's dataset,
 # transforms and CocoMetric. Unlike mmdet's base, images without boxes are
 # kept for training: DETR learns its no-object class from them.
-dataset_type = 'CocoDataset'
+# CheckedCocoDataset is mmdet's CocoDataset plus the data checks of
+# detr_plugin.safety: classes that are not the file's stop loading, unusable
+# boxes are dropped with one warning (invalid_boxes='error' to stop instead),
+# a corrupt image names its file (corrupt_images='skip' to skip it).
+dataset_type = 'CheckedCocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
