@@ -14,6 +14,7 @@ from mmdet.models.detectors.base import BaseDetector
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .inference_backbone import FoldedBackboneCache
 
 
 def padding_mask(batch_data_samples) -> Optional[Tensor]:
@@ -47,6 +48,11 @@ class DETR(BaseDetector):
         num_queries: object queries ``Q``.
         backbone_channels: channels of the backbone's last output; read off
             the backbone (``feat_dim`` of mmdet's ResNet) when None.
+        fold_backbone_bn: at inference (eval mode, no gradient), run the
+            backbone through a copy with its BatchNorms folded into the
+            convolutions (:mod:`.inference_backbone`); same outputs, faster.
+        backbone_channels_last: with ``fold_backbone_bn``, run that copy in
+            channels-last memory format.
     """
 
     def __init__(self,
@@ -57,6 +63,8 @@ class DETR(BaseDetector):
                  positional_encoding: dict,
                  num_queries: int = 100,
                  backbone_channels: Optional[int] = None,
+                 fold_backbone_bn: bool = True,
+                 backbone_channels_last: bool = True,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -85,6 +93,8 @@ class DETR(BaseDetector):
             dict(bbox_head, train_cfg=train_cfg, test_cfg=test_cfg))
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        self.folded_backbone = FoldedBackboneCache(backbone_channels_last) \
+            if fold_backbone_bn else None
 
     def init_weights(self) -> None:
         """Xavier-uniform transformer matrices, as official DETR and mmdet."""
@@ -96,6 +106,12 @@ class DETR(BaseDetector):
 
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
         """``(B, 3, H, W)`` -> the backbone's last map ``(B, C, h, w)``."""
+        if self.folded_backbone is not None and not self.training and \
+                not torch.is_grad_enabled() and not torch.jit.is_tracing() \
+                and not torch.compiler.is_compiling():
+            # (exporters and compilers see the module's own weights; ONNX
+            # runtimes fold BN into the convolutions themselves)
+            return self.folded_backbone(self.backbone, batch_inputs)[-1]
         return self.backbone(batch_inputs)[-1]
 
     def forward_transformer(self, feat: Tensor,
