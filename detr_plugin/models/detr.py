@@ -14,7 +14,7 @@ from mmdet.models.detectors.base import BaseDetector
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .inference_backbone import FoldedBackboneCache
+from .folded_backbone import FoldedBackboneCache
 
 
 def padding_mask(batch_data_samples) -> Optional[Tensor]:
@@ -48,11 +48,11 @@ class DETR(BaseDetector):
         num_queries: object queries ``Q``.
         backbone_channels: channels of the backbone's last output; read off
             the backbone (``feat_dim`` of mmdet's ResNet) when None.
-        fold_backbone_bn: at inference (eval mode, no gradient), run the
-            backbone through a copy with its BatchNorms folded into the
-            convolutions (:mod:`.inference_backbone`); same outputs, faster.
-        backbone_channels_last: with ``fold_backbone_bn``, run that copy in
-            channels-last memory format.
+        fold_backbone_bn: run the backbone through copies with its
+            BatchNorms folded into the convolutions where nothing trains
+            (:mod:`.folded_backbone`); same outputs, faster.
+        backbone_channels_last: with ``fold_backbone_bn``, run those copies
+            in channels-last memory format.
     """
 
     def __init__(self,
@@ -105,13 +105,23 @@ class DETR(BaseDetector):
                     nn.init.xavier_uniform_(param)
 
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` -> the backbone's last map ``(B, C, h, w)``."""
-        if self.folded_backbone is not None and not self.training and \
-                not torch.is_grad_enabled() and not torch.jit.is_tracing() \
-                and not torch.compiler.is_compiling():
-            # (exporters and compilers see the module's own weights; ONNX
-            # runtimes fold BN into the convolutions themselves)
-            return self.folded_backbone(self.backbone, batch_inputs)[-1]
+        """``(B, 3, H, W)`` -> the backbone's last map ``(B, C, h, w)``.
+
+        With ``fold_backbone_bn``, BN-folded copies compute what nothing
+        trains (:mod:`.folded_backbone`): the whole backbone at inference
+        without gradients, its frozen stages in training. Exporters and
+        compilers see the backbone itself (ONNX runtimes fold BN
+        themselves).
+        """
+        folded = self.folded_backbone
+        if folded is not None and not torch.jit.is_tracing() and \
+                not torch.compiler.is_compiling():
+            if not self.training and not torch.is_grad_enabled():
+                return folded(self.backbone, batch_inputs)[-1]
+            if self.training:
+                feats = folded.train_forward(self.backbone, batch_inputs)
+                if feats is not None:
+                    return feats[-1]
         return self.backbone(batch_inputs)[-1]
 
     def forward_transformer(self, feat: Tensor,

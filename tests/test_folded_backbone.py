@@ -1,5 +1,5 @@
-"""The folded, channels-last inference backbone computes what the trained
-backbone computes, and follows every change of its weights."""
+"""The BN-folded, channels-last backbone copies compute what the backbone
+computes (outputs and gradients), and follow every change of its weights."""
 import copy
 
 import pytest
@@ -7,14 +7,16 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from detr_plugin.models.inference_backbone import FoldedBackboneCache
+from detr_plugin.models.folded_backbone import (FoldedBackboneCache,
+                                                frozen_prefix)
 from detr_plugin.registry import MODELS
 
 
 def resnet(depth=18, **kwargs):
     cfg = dict(type='ResNet', depth=depth, num_stages=4, out_indices=(3, ),
                frozen_stages=1, norm_cfg=dict(type='BN', requires_grad=False),
-               norm_eval=True, style='pytorch', init_cfg=None, **kwargs)
+               norm_eval=True, style='pytorch', init_cfg=None)
+    cfg.update(kwargs)
     with DefaultScope.overwrite_default_scope('detr_plugin'):
         backbone = MODELS.build(cfg)
     gen = torch.Generator().manual_seed(0)
@@ -82,22 +84,68 @@ def test_cache_follows_weight_changes():
     assert check() is not third
 
 
-def test_detector_folds_only_at_inference():
-    """predict() uses the folded copy; training and gradient-enabled
-    forwards use the backbone itself."""
+def test_training_folds_only_the_frozen_stages():
+    """Same features and same gradients for every trainable weight."""
+    backbone = resnet(depth=50, out_indices=(2, 3))
+    backbone.train()  # frozen_stages=1: stem and layer1 stay in eval mode
+    images = torch.randn(2, 3, 96, 128, generator=torch.Generator()
+                         .manual_seed(2))
+    cache = FoldedBackboneCache()
+
+    def grads(outs):
+        backbone.zero_grad()
+        sum((o * o.detach().sign()).sum() for o in outs).backward()
+        return {n: p.grad.clone() for n, p in backbone.named_parameters()
+                if p.requires_grad}
+
+    expected = backbone(images)
+    expected_grads = grads(expected)
+    actual = cache.train_forward(backbone, images)
+    actual_grads = grads(actual)
+    assert cache._inference.module is None
+    assert not any(isinstance(m, nn.BatchNorm2d)
+                   for m in cache._frozen.module.modules())
+    for out, ref in zip(actual, expected, strict=True):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert expected_grads.keys() == actual_grads.keys()
+    assert not any(n.startswith(('conv1', 'layer1')) for n in actual_grads)
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(actual_grads[name], grad, rtol=1e-3,
+                                   atol=1e-5, msg=name)
+
+
+def test_nothing_is_folded_where_something_trains():
+    assert frozen_prefix(resnet(depth=18)) is not None
+    unfrozen = resnet(depth=18, frozen_stages=-1)
+    unfrozen.train()
+    assert frozen_prefix(unfrozen) is None
+    outputs_layer1 = resnet(depth=18, out_indices=(0, 3))
+    assert frozen_prefix(outputs_layer1) is None
+    trained_by_hand = resnet(depth=18)
+    trained_by_hand.layer1[0].conv1.weight.requires_grad_(True)
+    assert frozen_prefix(trained_by_hand) is None
+    assert FoldedBackboneCache().train_forward(
+        trained_by_hand, torch.randn(1, 3, 32, 32)) is None
+
+
+def test_detector_uses_the_folded_copies():
+    """Training folds the frozen stages, predict() the whole backbone;
+    a gradient-enabled eval forward uses the backbone itself."""
     from detr_test_utils import build_plugin_model, tiny_config
     model = build_plugin_model(tiny_config())
+    cache = model.folded_backbone
     images = torch.randn(1, 3, 64, 64)
     model.train()
     model.extract_feat(images)
-    assert model.folded_backbone._folded is None
+    assert cache._frozen.module is not None
+    assert cache._inference.module is None
     model.eval()
     model.extract_feat(images)  # gradients enabled: the original
-    assert model.folded_backbone._folded is None
+    assert cache._inference.module is None
     with torch.no_grad():
         feat = model.extract_feat(images)
-        assert model.folded_backbone._folded is not None
+        assert cache._inference.module is not None
         torch.testing.assert_close(feat, model.backbone(images)[-1],
                                    rtol=1e-4, atol=1e-4)
     copied = copy.deepcopy(model)
-    assert copied.folded_backbone._folded is None
+    assert copied.folded_backbone._inference.module is None
