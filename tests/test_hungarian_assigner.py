@@ -54,8 +54,23 @@ def as_pairs(matches):
          matches.gt_idx], dim=1).tolist()}
 
 
+@pytest.mark.parametrize('mode', ['batched', 'thread-pool', 'chunked'])
 @pytest.mark.parametrize('num_gts', [[0, 3, 12, 7], [1, 0, 0, 5], [2]])
-def test_batched_equals_per_image_scipy(num_gts):
+def test_batched_equals_per_image_scipy(num_gts, mode, monkeypatch):
+    """Also with the thread pool that solves large matrices and with the
+    costs computed in chunks of images (both forced here on small ones)."""
+    from detr_plugin.models import hungarian_assigner
+    threaded = mode == 'thread-pool'
+    if mode == 'chunked':  # one image per chunk
+        monkeypatch.setattr(hungarian_assigner, 'COST_CHUNK_ENTRIES', 1)
+    if threaded:
+        monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ENTRIES', 0)
+        monkeypatch.setattr(hungarian_assigner.torch, 'get_num_threads',
+                            lambda: 2)
+        pool = hungarian_assigner.ThreadPoolExecutor
+        used = []
+        monkeypatch.setattr(hungarian_assigner, 'ThreadPoolExecutor',
+                            lambda n: used.append(n) or pool(n))
     logits, boxes, gts, metas = make_case(num_gts)
     targets = BatchedTargets.from_instances(gts, metas, torch.device('cpu'))
     matches = HungarianAssigner().assign(logits, boxes, targets)
@@ -72,6 +87,8 @@ def test_batched_equals_per_image_scipy(num_gts):
     assert matches.num_per_layer == sum(min(12, n) for n in num_gts)
     # sorted by layer, as the head's loss relies on
     assert torch.all(matches.layer_idx[1:] >= matches.layer_idx[:-1])
+    if threaded:
+        assert used == [2]
 
 
 def test_equals_mmdet_assigner():

@@ -7,6 +7,10 @@ on the same inputs after a warm-up and reports medians; a speedup is mmdet's
 median time over ours, a memory ratio ours over mmdet's.
 
     python tools/benchmark.py [--json out.json] [--device cpu|cuda] [--scaling]
+        [--only ITEM ...] [--repeats N]
+
+ITEMs: head_loss transformer_train inference train_step amp_train_step
+(all by default) and scaling (the growth tables; also added by --scaling).
 """
 import argparse
 import contextlib
@@ -25,6 +29,7 @@ from detr_plugin.mmdet_reference import build_r50_pair, make_batch
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size
+AMP_LOSS_TOLERANCE = 0.02  # bf16 vs fp32 first-step losses, relative
 
 
 def synchronize(device: str) -> None:
@@ -238,6 +243,8 @@ def memory_probe(impl: str, tokens: str) -> None:
 
 # -------------------------------------------------------------------- main
 MODELS = ()
+ITEMS = ('head_loss', 'transformer_train', 'inference', 'train_step',
+         'amp_train_step', 'scaling')
 
 
 def main() -> None:
@@ -247,7 +254,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--scaling', action='store_true',
                         help='also print how cost grows with boxes/tokens')
-    parser.add_argument('--only', nargs='*', help='run only these items')
+    parser.add_argument('--only', nargs='+', choices=ITEMS,
+                        help='run only these items')
     parser.add_argument('--memory-probe', help=argparse.SUPPRESS)
     parser.add_argument('--tokens', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,7 +268,9 @@ def main() -> None:
     theirs, ours = theirs.to(args.device), ours.to(args.device)
     MODELS = (theirs, ours)
     check_parity(theirs, ours, args.device)
-    want = (lambda item: not args.only or item in args.only)
+    wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
+                                             else set())
+    want = wanted.__contains__
     results = dict(device=args.device, threads=torch.get_num_threads(),
                    torch=torch.__version__)
     if args.device == 'cuda':
@@ -302,7 +312,10 @@ def main() -> None:
             first_step_loss_gap(ours, dev), 4)
         print(f'{"bf16 loss gap":>20}: '
               f'{results["amp_first_step_loss_rel_gap"]:.2%} of fp32')
-    if args.scaling:
+        if results['amp_first_step_loss_rel_gap'] > AMP_LOSS_TOLERANCE:
+            sys.exit(f'bf16 check failed: a first-step loss term differs '
+                     f'from fp32 by more than {AMP_LOSS_TOLERANCE:.0%}')
+    if want('scaling'):
         results['scaling'] = scaling_tables(theirs, ours, dev, rep)
     print('\n| measurement | speedup (mmdet time / ours) |\n|---|---|')
     for name, _, _, speedup in rows:

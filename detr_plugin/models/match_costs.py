@@ -62,6 +62,13 @@ class BatchedTargets:
             num_gts=num_gts)
 
 
+    def images(self, index: slice) -> 'BatchedTargets':
+        """The targets of the images ``index`` of the batch."""
+        return BatchedTargets(self.labels[index], self.boxes_xyxy[index],
+                              self.boxes_cxcywh[index],
+                              self.img_factors[index], self.num_gts[index])
+
+
 class _WeightedCost:
 
     def __init__(self, weight: float = 1.) -> None:
