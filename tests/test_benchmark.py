@@ -1,0 +1,43 @@
+"""tools/benchmark.py: it refuses to time models that compute different
+things, and writes every ratio it measured. Nothing here asserts a time."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from detr_test_utils import build_r50_pair
+from tool_utils import TOOLS, run_tool
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location(
+        'tools_benchmark', osp.join(TOOLS, 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parity_gate_refuses_models_that_differ():
+    benchmark = load_benchmark()
+    theirs, ours = build_r50_pair()
+    benchmark.check_parity(theirs, ours, 'cpu')  # the same weights: passes
+    with torch.no_grad():
+        ours.bbox_head.reg_mlp.layers[-1].bias[0] += 0.5
+    with pytest.raises(SystemExit, match='parity check failed'):
+        benchmark.check_parity(theirs, ours, 'cpu')
+
+
+def test_json_holds_the_measured_ratios(tmp_path):
+    out = tmp_path / 'out.json'
+    proc = run_tool(['benchmark.py', '--only', 'head_loss', '--repeats',
+                     '1', '--json', str(out)], str(tmp_path), timeout=600)
+    assert 'parity check passed' in proc.stdout
+    result = json.loads(out.read_text())
+    seconds = result['head_loss_seconds']
+    assert set(seconds) == {'mmdet', 'plugin'}
+    assert result['head_loss_speedup'] == pytest.approx(
+        seconds['mmdet'] / seconds['plugin'], rel=0.01)
+    assert result['device'] == 'cpu' and result['threads'] == 1
+    assert 'inference_speedup' not in result  # not asked for
