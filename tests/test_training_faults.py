@@ -278,18 +278,82 @@ def _umask():
     return umask
 
 
-# ------------------------------------------- data problems in train.py
-def test_train_stops_before_the_first_iteration_on_bad_data(shapes,
-                                                            tmp_path):
-    """Needs ``check_dataset_config`` in tools/train.py: a head with 80
-    classes for a 3-class set trains silently otherwise."""
-    cfg = tiny_train_config(shapes)
+# ---------------------------------- data problems in train.py and test.py
+def _wrong_num_classes(cfg, root):
     cfg.model.bbox_head.num_classes = 80
+
+
+def _misspelt_class(cfg, root):
+    cfg.train_dataloader.dataset.metainfo = dict(
+        classes=('Circle', 'square', 'triangle'))
+
+
+def _malformed_json(cfg, root):
+    with open(osp.join(root, 'annotations', 'instances_train.json'),
+              'w') as f:
+        f.write('{"images": [')
+
+
+def _deleted_image(cfg, root):
+    os.remove(osp.join(root, 'train', '000002.jpg'))
+
+
+BAD_DATA = {
+    'wrong num_classes': (_wrong_num_classes, [
+        'model.bbox_head.num_classes is 80 but train_dataloader.dataset '
+        'has 3 classes']),
+    'misspelt class': (_misspelt_class, [
+        'train_dataloader.dataset.metainfo.classes',
+        "'Circle' -> 'circle'?"]),
+    'malformed JSON': (_malformed_json, [
+        'instances_train.json', 'is not valid JSON']),
+    'deleted image': (_deleted_image, [
+        '1 of the image files listed in', '000002.jpg']),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_DATA))
+def test_train_stops_before_the_first_iteration_on_bad_data(shapes, tmp_path,
+                                                            case):
+    """tools/train.py runs ``check_dataset_config`` before building the
+    runner: exit status 1, the culprit named, no iteration, nothing
+    written in the work dir but the config and log."""
+    change, fragments = BAD_DATA[case]
+    root = broken_copy(shapes, str(tmp_path / 'shapes'))
+    cfg = tiny_train_config(root)
+    change(cfg, root)
     work = str(tmp_path / 'work')
     proc = run_tool(['train.py', write_config(cfg, str(tmp_path / 'c.py')),
                      '--work-dir', work], str(tmp_path))
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     assert 'DatasetCheckError' in proc.out
-    assert 'model.bbox_head.num_classes is 80 but train_dataloader.dataset '\
-        'has 3 classes' in proc.out
+    for fragment in fragments:
+        assert fragment in proc.out, f'{fragment!r} not in:\n{proc.out}'
     assert 'Iter(train)' not in proc.out
+    assert not osp.exists(osp.join(work, 'last_checkpoint'))
+
+
+def test_test_tool_checks_the_test_split_first(shapes, tmp_path):
+    """tools/test.py checks ``test_dataloader`` before loading the model
+    (the checkpoint path need not even exist)."""
+    root = broken_copy(shapes, str(tmp_path / 'shapes'))
+    os.remove(osp.join(root, 'val', '000001.jpg'))
+    cfg = tiny_train_config(root)
+    cfg.test_dataloader = dict(
+        batch_size=1, num_workers=0, persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(
+            cfg.train_dataloader.dataset, test_mode=True,
+            ann_file='annotations/instances_val.json',
+            data_prefix=dict(img='val/')))
+    cfg.test_cfg = dict(type='TestLoop')
+    cfg.test_evaluator = dict(
+        type='CocoMetric', metric='bbox',
+        ann_file=osp.join(root, 'annotations', 'instances_val.json'))
+    proc = run_tool(['test.py', write_config(cfg, str(tmp_path / 'c.py')),
+                     str(tmp_path / 'no_such.pth'), '--work-dir',
+                     str(tmp_path / 'work')], str(tmp_path))
+    assert proc.returncode == 1
+    assert 'DatasetCheckError' in proc.out
+    assert 'test_dataloader.dataset' in proc.out
+    assert '000001.jpg' in proc.out
