@@ -8,7 +8,7 @@
 #   is matched too rarely and the classifier stays at chance for thousands of
 #   iterations;
 # - AdamW 4e-4 (not 1e-4; 1e-3 diverged), batch 8, 4,000 iterations (about
-#   5 minutes on 2 idle cores; 2,000 reached mAP_50 0.43, 6,000 0.75).
+#   5 minutes on 2 idle cores; seed 0 reaches mAP_50 0.90, see the README).
 _base_ = ['../detr_r50_8xb2.py']
 
 data_root = 'data/shapes/'
@@ -112,3 +112,5 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)
+# A fixed seed makes the demo's result repeatable on a given machine.
+randomness = dict(seed=0)
