@@ -114,6 +114,15 @@ def test_training_folds_only_the_frozen_stages():
                                    atol=1e-5, msg=name)
 
 
+def test_backbone_without_batchnorm_is_not_copied():
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    cache = FoldedBackboneCache()
+    images = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(cache(backbone, images), backbone(images))
+    assert cache._inference.module is None
+
+
 def test_nothing_is_folded_where_something_trains():
     assert frozen_prefix(resnet(depth=18)) is not None
     unfrozen = resnet(depth=18, frozen_stages=-1)

@@ -113,7 +113,8 @@ class FoldedBackboneCache:
 
     def __call__(self, backbone: nn.Module,
                  images: Tensor) -> Tuple[Tensor, ...]:
-        """``backbone(images)`` computed by the folded copy (inference).
+        """``backbone(images)`` computed by the folded copy (inference), or
+        by the backbone itself if it has no BatchNorm.
 
         Args:
             backbone: the model's backbone, in eval mode.
@@ -123,6 +124,8 @@ class FoldedBackboneCache:
             The backbone's outputs, ``(B, C_i, h_i, w_i)`` each (channels-last
             strides when ``channels_last``).
         """
+        if not any(isinstance(m, _BatchNorm) for m in backbone.modules()):
+            return backbone(images)  # nothing to fold: no copy
         return self._inference(backbone, images)
 
     def train_forward(self, backbone: nn.Module,
