@@ -16,11 +16,15 @@ and its stem and first stage entirely (``frozen_stages=1``), so:
   they are (in the default layout: channels_last made their backward
   slower): the ``train_step`` ratio went from 1.02x to 1.15x.
 
-The outputs equal the plain backbone's to float rounding. The copies are
-rebuilt whenever a weight they were made from changes (see
-:func:`_weights_key`); they hold one more set of those weights.
+Folding is used only where it is exact (:func:`can_fold`: BN in eval mode
+with running statistics, plain convolutions, no hooks) and each new copy is
+checked once against the original on a small input. The outputs equal the
+plain backbone's to float rounding. The copies are rebuilt whenever a weight
+they were made from changes (see :func:`_weights_key`); they hold one more
+set of those weights.
 """
 import copy
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -39,37 +43,110 @@ def _weights_key(module: nn.Module) -> Tuple[Tuple, Tensor]:
     tensors = [*module.parameters(), *module.buffers()]
     meta = tuple((t.data_ptr(), t._version, t.device, t.dtype)
                  for t in tensors)
-    with torch.no_grad():
+    with torch.no_grad():  # float32: some devices (MPS) have no float64
         sums = torch.stack(
-            [t.detach().sum(dtype=torch.float64) for t in tensors])
+            [t.detach().sum(dtype=torch.float32) for t in tensors])
     return meta, sums
+
+
+def _same_key(a: Tuple[Tuple, Tensor], b: Tuple[Tuple, Tensor]) -> bool:
+    return a[0] == b[0] and torch.allclose(a[1], b[1], rtol=0, atol=0,
+                                           equal_nan=True)
+
+
+def can_fold(module: nn.Module) -> bool:
+    """Whether ``fuse_conv_bn`` folds ``module`` exactly: every BN normalizes
+    with running statistics and an affine map (eval mode,
+    ``track_running_stats``, ``affine``), every convolution is a plain
+    ``nn.Conv2d`` (subclasses such as mmcv's weight-standardized ConvWS
+    transform the weight in ``forward``), and no module has forward hooks
+    (the copy would bypass them)."""
+    for m in module.modules():
+        if isinstance(m, _BatchNorm) and (
+                m.training or not m.affine or m.running_mean is None):
+            return False
+        if isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
+            return False
+        if m._forward_hooks or m._forward_pre_hooks:
+            return False
+    return True
 
 
 class _FoldedCopy:
     """A BN-folded (optionally channels-last) copy of one module, rebuilt
-    when the module's weights change."""
+    when the module's weights change.
+
+    Each new copy is checked against the module on a small random input
+    (mmcv's ``fuse_conv_bn`` pairs a BN with the convolution registered
+    before it, which is not always the one it follows in ``forward``); if
+    they differ, folding is switched off for good with a warning.
+    """
 
     def __init__(self, channels_last: bool) -> None:
         self.channels_last = channels_last
         self.module: Optional[nn.Module] = None
+        self.failed = False
         self._key: Optional[Tuple] = None
 
-    def of(self, module: nn.Module) -> nn.Module:
+    def of(self, module: nn.Module,
+           probe: Tensor) -> Optional[nn.Module]:
+        """The folded copy of ``module``, or None where folding failed its
+        check on ``probe`` (a small input of the right kind)."""
+        if self.failed:
+            return None
         key = _weights_key(module)
-        if self.module is None or key[0] != self._key[0] or \
-                not torch.equal(key[1], self._key[1]):
+        if self.module is None or not _same_key(key, self._key):
             folded = copy.deepcopy(module)
             folded.eval()  # (mmdet's ResNet.train() returns None)
-            folded = fuse_conv_bn(folded)
-            if self.channels_last:
-                folded = folded.to(memory_format=torch.channels_last)
+            try:
+                folded = fuse_conv_bn(folded)
+                if self.channels_last:
+                    folded = folded.to(memory_format=torch.channels_last)
+                agrees = self._agrees(module, folded, probe)
+            except RuntimeError:  # e.g. a BN paired with a conv of
+                agrees = False  # another width
+            if not agrees:
+                self.failed, self.module = True, None
+                warnings.warn(
+                    f'{type(module).__name__}: the BN-folded copy does not '
+                    'compute what the module computes; running it '
+                    'unfolded (set model.fold_backbone_bn=False to '
+                    'silence this).')
+                return None
             self.module, self._key = folded, key
         return self.module
 
+    def _agrees(self, module: nn.Module, folded: nn.Module,
+                probe: Tensor) -> bool:
+        with torch.no_grad():
+            expected = _as_tuple(module(probe))
+            actual = _as_tuple(folded(self._layout(probe)))
+        return len(expected) == len(actual) and all(
+            e.shape == a.shape and torch.allclose(
+                a.float(), e.float(), rtol=1e-3,
+                atol=1e-3 * float(e.abs().max()) + 1e-5)
+            for e, a in zip(expected, actual))
+
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) \
+            if self.channels_last else x
+
     def __call__(self, module: nn.Module, x: Tensor):
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.of(module)(x)
+        """``module(x)`` through the folded copy (None if it failed)."""
+        folded = self.of(module, _probe_like(x))
+        return None if folded is None else folded(self._layout(x))
+
+
+def _as_tuple(outputs) -> Tuple[Tensor, ...]:
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) \
+        else (outputs, )
+
+
+def _probe_like(x: Tensor) -> Tensor:
+    """One small random image of ``x``'s kind, 64 x 64 (stride 32 leaves a
+    2 x 2 map)."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(1, x.size(1), 64, 64, generator=gen).to(x)
 
 
 def frozen_prefix(backbone: nn.Module) -> Optional[nn.Sequential]:
@@ -78,18 +155,20 @@ def frozen_prefix(backbone: nn.Module) -> Optional[nn.Sequential]:
     backbone is not such a ResNet, freezes nothing, outputs a frozen stage,
     or anything in that part trains (a weight requiring gradient, a BN in
     training mode)."""
-    num_frozen = getattr(backbone, 'frozen_stages', -1)
-    res_layers = getattr(backbone, 'res_layers', None)
-    if num_frozen < 0 or res_layers is None or \
-            min(backbone.out_indices) < num_frozen:
+    from mmdet.models.backbones import ResNet
+    if not isinstance(backbone, ResNet) or \
+            type(backbone).forward is not ResNet.forward:
+        return None  # e.g. RegNet: another forward, no max-pool
+    num_frozen = backbone.frozen_stages
+    if num_frozen < 0 or min(backbone.out_indices) < num_frozen:
         return None
     stem = [backbone.stem] if backbone.deep_stem else \
         [backbone.conv1, backbone.norm1, backbone.relu]
     prefix = nn.Sequential(*stem, backbone.maxpool, *[
-        getattr(backbone, name) for name in res_layers[:num_frozen]])
-    if any(p.requires_grad for p in prefix.parameters()) or any(
-            m.training for m in prefix.modules()
-            if isinstance(m, _BatchNorm)):
+        getattr(backbone, name)
+        for name in backbone.res_layers[:num_frozen]])
+    if any(p.requires_grad for p in prefix.parameters()) or \
+            not can_fold(prefix):
         return None
     return prefix
 
@@ -107,9 +186,13 @@ class FoldedBackboneCache:
         self._inference = _FoldedCopy(channels_last)
         self._frozen = _FoldedCopy(channels_last)
 
-    def folded(self, backbone: nn.Module) -> nn.Module:
+    def folded(self, backbone: nn.Module,
+               probe: Optional[Tensor] = None) -> Optional[nn.Module]:
         """The folded copy of the whole ``backbone`` (for inference)."""
-        return self._inference.of(backbone)
+        if probe is None:
+            probe = _probe_like(torch.zeros(1, 3, 1, 1, device=next(
+                backbone.parameters()).device))
+        return self._inference.of(backbone, probe)
 
     def __call__(self, backbone: nn.Module,
                  images: Tensor) -> Tuple[Tensor, ...]:
@@ -124,9 +207,11 @@ class FoldedBackboneCache:
             The backbone's outputs, ``(B, C_i, h_i, w_i)`` each (channels-last
             strides when ``channels_last``).
         """
-        if not any(isinstance(m, _BatchNorm) for m in backbone.modules()):
-            return backbone(images)  # nothing to fold: no copy
-        return self._inference(backbone, images)
+        if not any(isinstance(m, _BatchNorm) for m in backbone.modules()) \
+                or not can_fold(backbone):
+            return backbone(images)  # nothing to fold, or not exactly
+        outputs = self._inference(backbone, images)
+        return backbone(images) if outputs is None else outputs
 
     def train_forward(self, backbone: nn.Module,
                       images: Tensor) -> Optional[Tuple[Tensor, ...]]:
@@ -140,7 +225,10 @@ class FoldedBackboneCache:
         if prefix is None:
             return None
         with torch.no_grad():  # nothing in it trains
-            x = self._frozen(prefix, images).contiguous()
+            x = self._frozen(prefix, images)
+        if x is None:  # the fold failed its check
+            return None
+        x = x.contiguous()
         outs = []
         for i, name in enumerate(backbone.res_layers):
             if i < backbone.frozen_stages:
