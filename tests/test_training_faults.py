@@ -249,8 +249,18 @@ def test_before_run_repairs_last_checkpoint(tmp_path):
     atomic_write(f'{work}/iter_4.pth', f'{work}/last_checkpoint')
     with open(f'{work}/.last_checkpoint.x1.tmp', 'w') as f:
         f.write('half')
-    AtomicCheckpointHook(interval=2, by_epoch=False).before_run(
-        SimpleNamespace(work_dir=work))
+    hook = AtomicCheckpointHook(interval=2, by_epoch=False)
+    # a run that does not resume (tools/test.py, a fresh training) leaves
+    # the work dir as it is, even a temporary file a live run may be writing
+    for runner in (SimpleNamespace(work_dir=work, _resume=False,
+                                   _load_from=None),
+                   SimpleNamespace(work_dir=work, _resume=True,
+                                   _load_from=f'{work}/iter_2.pth')):
+        hook.before_run(runner)
+        assert last_checkpoint(work) == f'{work}/iter_4.pth'
+        assert '.last_checkpoint.x1.tmp' in os.listdir(work)
+    hook.before_run(SimpleNamespace(work_dir=work, _resume=True,
+                                    _load_from=None))  # --resume
     assert last_checkpoint(work) == f'{work}/iter_2.pth'
     assert sorted(os.listdir(work)) == ['iter_2.pth', 'iter_4.pth',
                                         'last_checkpoint']

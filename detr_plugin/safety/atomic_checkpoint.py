@@ -32,7 +32,7 @@ import tempfile
 import zipfile
 from typing import Optional, Union
 
-from mmengine.dist import is_main_process
+from mmengine.dist import barrier, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
@@ -196,11 +196,25 @@ class AtomicCheckpointHook(CheckpointHook):
                         osp.basename(runner.work_dir.rstrip(osp.sep)))
 
     def before_run(self, runner) -> None:
-        """Repair ``work_dir/last_checkpoint`` before it is read."""
+        """When the run resumes automatically (``--resume`` without a path),
+        repair ``work_dir/last_checkpoint`` before it is read: on the main
+        process, while every other process waits at a barrier, so all of
+        them resume from the same checkpoint. Runs that do not resume (e.g.
+        ``tools/test.py`` on a work dir a training is still writing) leave
+        the work dir alone."""
         super().before_run(runner)
+        if not getattr(runner, '_resume', False) or \
+                getattr(runner, '_load_from', None) is not None:
+            return
+        if is_main_process():
+            self._repair(runner)
+        barrier()
+
+    def _repair(self, runner) -> None:
+        """Delete the temporary files of killed saves and point
+        ``last_checkpoint`` at the newest complete checkpoint."""
         ckpt_dir = self._checkpoint_dir(runner)
-        if not is_main_process() or '://' in ckpt_dir or \
-                not osp.isdir(ckpt_dir):
+        if '://' in ckpt_dir or not osp.isdir(ckpt_dir):
             return
         stale_files = [
             p for folder in {ckpt_dir, runner.work_dir}
