@@ -363,3 +363,36 @@ def test_balloon_images_are_not_flagged():
             if name.endswith('.jpg'):
                 with open(osp.join(folder, name), 'rb') as f:
                     assert find_corruption(f.read()) is None, name
+
+
+# ------------------------------------------- what the checks leave alone
+def test_image_list_without_annotations_passes_in_test_mode(shapes, tmp_path):
+    """COCO test-dev's image_info_test-dev2017.json has no "annotations":
+    fine for a test-mode set (a format_only submission), not for training.
+    """
+    root = broken_copy(shapes, str(tmp_path / 'testdev'),
+                       edit_json=lambda d: d.pop('annotations'))
+    cfg = config_for(root)
+    check_fails(cfg, "not COCO-shaped: no list 'annotations'")
+    cfg.test_dataloader.dataset.update(
+        dataset_overrides(root)['train_dataloader']['dataset'],
+        test_mode=True)
+    cfg.test_evaluator = dict(type='CocoMetric', format_only=True,
+                              ann_file=ann_path(root), metric='bbox',
+                              outfile_prefix=str(tmp_path / 'submit'))
+    (report, ) = check_dataset_config(cfg, 'test')
+    assert report.errors == [] and report.num_boxes == 0
+
+
+@pytest.mark.parametrize('dataset', [
+    dict(type='LVISV1Dataset'), dict(type='Objects365V2Dataset'),
+    dict(backend_args=dict(backend='petrel'))
+], ids=['LVIS', 'Objects365', 'backend_args'])
+def test_other_layouts_and_storage_are_skipped(shapes, tmp_path, dataset):
+    """Datasets that parse their own layout, or read through a file
+    backend, are not judged by the COCO-file checks (which would refuse
+    runs mmdet can do); the report says why."""
+    cfg = config_for(str(tmp_path / 'not_here'))
+    cfg.train_dataloader.dataset.update(dataset)
+    (report, ) = check_dataset_config(cfg, 'train')
+    assert report.skipped and report.errors == []

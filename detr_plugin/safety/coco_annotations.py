@@ -48,12 +48,15 @@ def _ids(items: Sequence, limit: int = 5) -> str:
                    else '')
 
 
-def load_coco_json(path: str, key: str = 'ann_file') -> dict:
+def load_coco_json(path: str, key: str = 'ann_file',
+                   images_only: bool = False) -> dict:
     """The parsed annotation file, checked to be COCO-shaped.
 
     Args:
         path: local path of the file.
         key: the config key that named it, for the messages.
+        images_only: accept a file without ``annotations`` (read as none),
+            as COCO's test-dev image lists for test-mode datasets.
 
     Raises:
         DatasetCheckError: the file is missing, not JSON, or lacks the lists
@@ -82,6 +85,8 @@ def load_coco_json(path: str, key: str = 'ann_file') -> dict:
         raise DatasetCheckError(
             f'{key}: {path} holds a JSON {type(data).__name__}, not a COCO '
             f'dict with "images", "annotations" and "categories".{fix}')
+    if images_only and 'annotations' not in data:
+        data['annotations'] = []
     missing = [k for k in ('images', 'annotations', 'categories')
                if not isinstance(data.get(k), list)]
     if missing:

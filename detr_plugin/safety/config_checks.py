@@ -39,6 +39,19 @@ def iter_dataset_configs(dataset_cfg: dict,
         yield key, dataset_cfg
 
 
+def _reads_plain_coco(cls) -> bool:
+    """Whether ``cls`` reads its file as mmdet's ``CocoDataset`` does (or
+    with :class:`.coco_dataset.CocoDatasetChecksMixin` on top); subclasses
+    such as ``LVISV1Dataset`` or ``Objects365V2Dataset`` parse other
+    layouts that these checks would misjudge."""
+    from .coco_dataset import CocoDatasetChecksMixin
+    allowed = {
+        name: {getattr(MMDetCocoDataset, name),
+               getattr(CocoDatasetChecksMixin, name)}
+        for name in ('load_data_list', 'parse_data_info')}
+    return all(getattr(cls, name) in funcs for name, funcs in allowed.items())
+
+
 def _dataset_class(type_):
     """The class a dataset ``type`` builds in the ``detr_plugin`` scope."""
     if isinstance(type_, type):
@@ -68,6 +81,11 @@ def audit_split(cfg: Config, split: str, check_files: bool = True,
             reports.append(DatasetReport(
                 key=key, skipped=f'type {ds_cfg.get("type")!r} is not a '
                 'CocoDataset'))
+            continue
+        if not _reads_plain_coco(cls):
+            reports.append(DatasetReport(
+                key=key, skipped=f'type {ds_cfg.get("type")!r} reads its '
+                'annotations its own way (e.g. LVIS, Objects365)'))
             continue
         classes = (ds_cfg.get('metainfo') or {}).get('classes') or \
             cls.METAINFO['classes']
@@ -135,7 +153,9 @@ def _evaluator_errors(cfg: Config, split: str, reports) -> List[str]:
             continue
         key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         try:
-            coco = load_coco_json(ann_file, f'{key}.ann_file')
+            coco = load_coco_json(ann_file, f'{key}.ann_file',
+                                  images_only=metric.get('format_only',
+                                                         False))
             if classes:
                 match_classes(classes, coco['categories'], ann_file,
                               f'{split}_dataloader.dataset.metainfo.classes')

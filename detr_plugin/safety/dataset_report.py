@@ -200,8 +200,13 @@ def audit_coco_dataset(ds_cfg: dict, key: str, classes: Tuple[str, ...],
     if '://' in report.ann_file:
         report.skipped = f'remote annotation file {report.ann_file}'
         return report
+    if ds_cfg.get('backend_args'):
+        report.skipped = ('files read through backend_args '
+                          f'{ds_cfg["backend_args"]}')
+        return report
     try:
-        coco = load_coco_json(report.ann_file, f'{key}.ann_file')
+        coco = load_coco_json(report.ann_file, f'{key}.ann_file',
+                              images_only=test_mode)
         cat_ids = match_classes(
             classes, coco['categories'], report.ann_file,
             f'{key}.metainfo.classes')
