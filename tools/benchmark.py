@@ -172,7 +172,8 @@ def bench_train_step(theirs, ours, device, repeats, amp=False):
 
 
 def first_step_loss_gap(ours, device) -> float:
-    """Largest relative difference of the first-step losses bf16 vs fp32."""
+    """Largest relative difference of the losses of one batch, bf16 vs
+    fp32 (eval mode: dropout would make them differ at random)."""
     inputs, samples = to_device(make_batch(TRAIN_SHAPES, [7, 3]), device)
     model = copy.deepcopy(ours).eval()
     with torch.no_grad():
