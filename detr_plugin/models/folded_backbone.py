@@ -39,9 +39,8 @@ def _weights_key(module: nn.Module) -> Tuple[Tuple, Tensor]:
     of each (writes through ``.data``, as mmengine's EMA swap does, bypass
     the version counter; such a write that keeps every tensor's sum, e.g.
     a permutation of a tensor's values, would go unnoticed). Reading
-    ResNet-50's 23.5 M weights once took
-    12 ms on one core of the development CPU; its forward pass at 800 x 1333
-    takes seconds."""
+    ResNet-50's 23.5 M weights once took 12 ms on one core of the
+    development CPU; its forward pass at 800 x 1333 takes seconds."""
     tensors = [*module.parameters(), *module.buffers()]
     meta = tuple((t.data_ptr(), t._version, t.device, t.dtype)
                  for t in tensors)
