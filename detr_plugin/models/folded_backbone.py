@@ -56,21 +56,23 @@ def _same_key(a: Tuple[Tuple, Tensor], b: Tuple[Tuple, Tensor]) -> bool:
 
 
 def can_fold(module: nn.Module) -> bool:
-    """Whether ``fuse_conv_bn`` folds ``module`` exactly: every BN normalizes
-    with running statistics and an affine map (eval mode,
-    ``track_running_stats``, ``affine``), every convolution is a plain
-    ``nn.Conv2d`` (subclasses such as mmcv's weight-standardized ConvWS
-    transform the weight in ``forward``), and no module has forward hooks
-    (the copy would bypass them)."""
+    """Whether ``fuse_conv_bn`` has something to fold in ``module`` (a BN)
+    and folds it exactly: every BN normalizes with running statistics and an
+    affine map (eval mode, ``track_running_stats``, ``affine``), every
+    convolution is a plain ``nn.Conv2d`` (subclasses such as mmcv's
+    weight-standardized ConvWS transform the weight in ``forward``), and no
+    module has forward hooks (the copy would bypass them)."""
+    has_bn = False
     for m in module.modules():
-        if isinstance(m, _BatchNorm) and (
-                m.training or not m.affine or m.running_mean is None):
-            return False
+        if isinstance(m, _BatchNorm):
+            if m.training or not m.affine or m.running_mean is None:
+                return False
+            has_bn = True
         if isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
             return False
         if m._forward_hooks or m._forward_pre_hooks:
             return False
-    return True
+    return has_bn
 
 
 class _FoldedCopy:
@@ -89,10 +91,9 @@ class _FoldedCopy:
         self.failed = False
         self._key: Optional[Tuple] = None
 
-    def of(self, module: nn.Module,
-           probe: Tensor) -> Optional[nn.Module]:
+    def of(self, module: nn.Module, x: Tensor) -> Optional[nn.Module]:
         """The folded copy of ``module``, or None where folding failed its
-        check on ``probe`` (a small input of the right kind)."""
+        check (on a small input of ``x``'s kind)."""
         if self.failed:
             return None
         key = _weights_key(module)
@@ -103,7 +104,7 @@ class _FoldedCopy:
                 folded = fuse_conv_bn(folded)
                 if self.channels_last:
                     folded = folded.to(memory_format=torch.channels_last)
-                agrees = self._agrees(module, folded, probe)
+                agrees = self._agrees(module, folded, _probe_like(x))
             except RuntimeError:  # e.g. a BN paired with a conv of
                 agrees = False  # another width
             if not agrees:
@@ -134,7 +135,7 @@ class _FoldedCopy:
 
     def __call__(self, module: nn.Module, x: Tensor):
         """``module(x)`` through the folded copy (None if it failed)."""
-        folded = self.of(module, _probe_like(x))
+        folded = self.of(module, x)
         return None if folded is None else folded(self._layout(x))
 
 
@@ -187,14 +188,6 @@ class FoldedBackboneCache:
         self._inference = _FoldedCopy(channels_last)
         self._frozen = _FoldedCopy(channels_last)
 
-    def folded(self, backbone: nn.Module,
-               probe: Optional[Tensor] = None) -> Optional[nn.Module]:
-        """The folded copy of the whole ``backbone`` (for inference)."""
-        if probe is None:
-            probe = _probe_like(torch.zeros(1, 3, 1, 1, device=next(
-                backbone.parameters()).device))
-        return self._inference.of(backbone, probe)
-
     def __call__(self, backbone: nn.Module,
                  images: Tensor) -> Tuple[Tensor, ...]:
         """``backbone(images)`` computed by the folded copy (inference), or
@@ -208,8 +201,7 @@ class FoldedBackboneCache:
             The backbone's outputs, ``(B, C_i, h_i, w_i)`` each (channels-last
             strides when ``channels_last``).
         """
-        if not any(isinstance(m, _BatchNorm) for m in backbone.modules()) \
-                or not can_fold(backbone):
+        if not can_fold(backbone):
             return backbone(images)  # nothing to fold, or not exactly
         outputs = self._inference(backbone, images)
         return backbone(images) if outputs is None else outputs

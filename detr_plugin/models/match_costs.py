@@ -61,7 +61,6 @@ class BatchedTargets:
             img_factors=factors,
             num_gts=num_gts)
 
-
     def images(self, index: slice) -> 'BatchedTargets':
         """The targets of the images ``index`` of the batch."""
         return BatchedTargets(self.labels[index], self.boxes_xyxy[index],
