@@ -57,3 +57,30 @@ def test_opt_in_weights_equal_torch_head_weights():
     assert ours.attn_weights[0, :, :, 5:].abs().max() == 0  # padded keys
     # off by default: nothing is kept
     assert MultiheadAttention(32, 4).attn_weights is None
+
+
+def test_attn_mask_and_positions_equal_torch():
+    """An ``attn_mask`` (True = may not attend, 2-D or per image and head)
+    combines with the padding mask as in nn.MultiheadAttention, and
+    positions go to queries and keys only."""
+    reference, ours = _pair(seed=2)
+    query, key, value = _inputs()
+    query_pos, key_pos = torch.randn_like(query), torch.randn_like(key)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, 6:] = True
+    blocked = torch.rand(5, 7, generator=torch.Generator().manual_seed(0)) \
+        < 0.3
+    blocked[:, 0] = False  # every query keeps a key
+    expected, _ = reference(query + query_pos, key + key_pos, value,
+                            key_padding_mask=padding, attn_mask=blocked)
+    got = ours(query, key, value, query_pos=query_pos, key_pos=key_pos,
+               attn_mask=blocked, key_padding_mask=padding,
+               reference_points=None)  # extra inputs are ignored
+    assert (got - expected).abs().max() < 1e-5
+    per_head = blocked.expand(2 * 4, 5, 7)
+    got3d = ours(query, key, value, query_pos=query_pos, key_pos=key_pos,
+                 attn_mask=per_head, key_padding_mask=padding)
+    assert (got3d - expected).abs().max() < 1e-5
+    unmasked = ours(query, key, value, query_pos=query_pos, key_pos=key_pos,
+                    key_padding_mask=padding)
+    assert (unmasked - got).abs().max() > 1e-3

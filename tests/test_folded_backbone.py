@@ -1,5 +1,5 @@
 """The BN-folded, channels-last backbone copies compute what the backbone
-computes (outputs and gradients), and follow every change of its weights."""
+computes (outputs and gradients), and are rebuilt where weights change."""
 import copy
 
 import pytest
@@ -56,32 +56,73 @@ def test_folded_backbone_equals_the_backbone(kwargs, channels_last):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_cache_follows_weight_changes():
-    backbone = resnet(depth=18)
+def test_copies_follow_weight_changes_at_the_points_where_they_happen():
+    """The detector drops its folded copies at train()/eval() switches
+    (mmengine's EMA swap comes right before eval()), at load_state_dict and
+    at an explicit refresh; nothing is checked per forward."""
+    from detr_test_utils import build_plugin_model, tiny_config
+    model = build_plugin_model(tiny_config()).eval()
+    backbone, cache = model.backbone, model.folded_backbone
     images = torch.randn(1, 3, 64, 64)
-    cache = FoldedBackboneCache()
 
     def check():
         with torch.no_grad():
-            torch.testing.assert_close(cache(backbone, images)[-1],
+            torch.testing.assert_close(model.extract_feat(images)[-1],
                                        backbone(images)[-1],
                                        rtol=1e-4, atol=1e-4)
         return cache._inference.module  # the copy that call used
 
     first = check()
     assert check() is first  # unchanged weights: reused
-    with torch.no_grad():  # an optimizer step: in place, version bumped
+    model.eval()  # no switch: kept
+    assert check() is first
+    with torch.no_grad():  # written by hand: the explicit refresh
         backbone.layer4[0].conv1.weight.mul_(1.5)
+    model.refresh_folded_backbone()
     second = check()
     assert second is not first
-    # a write through .data (mmengine's EMA swap) bypasses the version
+    # a write through .data, as mmengine's EMA swap, then eval()
+    model.train()
     backbone.layer4[1].bn2.running_var.data.mul_(2.0)
+    model.eval()
     third = check()
     assert third is not second
-    state = copy.deepcopy(backbone.state_dict())
-    state['layer3.0.conv2.weight'] += 0.1
-    backbone.load_state_dict(state)
+    state = copy.deepcopy(model.state_dict())
+    state['backbone.layer3.0.conv2.weight'] += 0.1
+    model.load_state_dict(state)
     assert check() is not third
+    # mmengine's own loader (not nn.Module.load_state_dict) too
+    from mmengine.runner.checkpoint import load_state_dict
+    fourth = check()
+    state['backbone.layer3.0.conv2.weight'] += 0.1
+    load_state_dict(model, state)
+    assert check() is not fourth
+    # a repeated train() (mmengine's loop calls it every iteration) keeps
+    # the frozen stages' copy
+    model.train()
+    model.extract_feat(images)
+    frozen = cache._frozen.module
+    model.train()
+    model.extract_feat(images)
+    assert cache._frozen.module is frozen is not None
+
+
+def test_autocast_uses_the_folded_copy_without_a_warning():
+    """Under bf16 autocast the copy's check runs in float32 and passes."""
+    import warnings
+    from detr_test_utils import build_plugin_model, tiny_config
+    model = build_plugin_model(tiny_config()).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a fallback warning would raise
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            feat = model.extract_feat(images)[-1]
+            expected = model.backbone(images)[-1]
+    assert model.folded_backbone._inference.module is not None
+    assert not model.folded_backbone._inference.failed
+    assert feat.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(feat.float(), expected.float(), rtol=0.05,
+                               atol=0.05 * float(expected.abs().max()))
 
 
 def test_training_folds_only_the_frozen_stages():
@@ -225,7 +266,7 @@ def test_detector_uses_the_folded_copies():
     model.extract_feat(images)  # gradients enabled: the original
     assert cache._inference.module is None
     with torch.no_grad():
-        feat = model.extract_feat(images)
+        feat = model.extract_feat(images)[-1]
         assert cache._inference.module is not None
         torch.testing.assert_close(feat, model.backbone(images)[-1],
                                    rtol=1e-4, atol=1e-4)

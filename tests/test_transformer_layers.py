@@ -62,7 +62,7 @@ def test_decoder_layer_equals_torch():
     mask = torch.zeros(2, 9, dtype=torch.bool)
     mask[0, 7:] = True
     expected = reference(query, memory, memory_key_padding_mask=mask)
-    got = ours(query, memory, memory_key_padding_mask=mask)
+    got = ours(query, memory, key_padding_mask=mask)
     assert (got - expected).abs().max() < 1e-5
 
 
@@ -77,7 +77,7 @@ def test_positions_go_to_queries_and_keys_never_values():
                                    query))
     x = norms[1](x + cross_attn(x + query_pos, memory + memory_pos, memory))
     expected = norms[2](x + ffn(x))
-    got = layer(query, memory, query_pos=query_pos, memory_pos=memory_pos)
+    got = layer(query, memory, query_pos=query_pos, key_pos=memory_pos)
     assert (got - expected).abs().max() < 1e-6
 
 
@@ -86,14 +86,14 @@ def test_decoder_returns_every_layer_after_the_shared_norm():
     decoder = DetrTransformerDecoder(3, layer_cfg(DECODER_ORDER)).eval()
     query_pos = torch.randn(2, 4, D)
     memory, memory_pos = torch.randn(2, 9, D), torch.randn(2, 9, D)
-    out = decoder(torch.zeros(2, 4, D), query_pos, memory, memory_pos, None)
+    out = decoder(torch.zeros(2, 4, D), memory, query_pos, memory_pos, None)
     assert out.shape == (3, 2, 4, D)
     x = torch.zeros(2, 4, D)
     for i, layer in enumerate(decoder.layers):
-        x = layer(x, memory, query_pos=query_pos, memory_pos=memory_pos)
+        x = layer(x, memory, query_pos=query_pos, key_pos=memory_pos)
         assert (out[i] - decoder.post_norm(x)).abs().max() < 1e-6
     decoder.return_intermediate = False
-    last = decoder(torch.zeros(2, 4, D), query_pos, memory, memory_pos, None)
+    last = decoder(torch.zeros(2, 4, D), memory, query_pos, memory_pos, None)
     assert last.shape == (1, 2, 4, D) and torch.allclose(last[0], out[-1])
 
 
@@ -115,3 +115,35 @@ def test_encoder_masks_padding_and_keeps_shape():
 def test_bad_operation_order_is_refused():
     with pytest.raises(ValueError, match='unknown operations'):
         BaseTransformerLayer(**layer_cfg(('self_attn', 'nrom')))
+
+
+def test_layer_hands_masks_and_extra_inputs_to_its_attentions():
+    """Where positions go is the attention's business: the layer passes
+    each attention its masks and every extra keyword input."""
+    seen = []
+
+    class Recorder(nn.Module):
+        embed_dims = D
+
+        def forward(self, query, key, value, **kwargs):
+            seen.append(kwargs)
+            return torch.zeros_like(query)
+
+    layer = BaseTransformerLayer(**layer_cfg(DECODER_ORDER))
+    layer.attentions = nn.ModuleList([Recorder(), Recorder()])
+    query, memory = torch.randn(2, 4, D), torch.randn(2, 9, D)
+    self_mask = torch.zeros(4, 4, dtype=torch.bool)
+    cross_mask = torch.zeros(4, 9, dtype=torch.bool)
+    layer(query, memory, query_pos='qp', key_pos='kp',
+          self_attn_mask=self_mask, cross_attn_mask=cross_mask,
+          key_padding_mask='kpm', reference_points='refs')
+    self_kwargs, cross_kwargs = seen
+    assert self_kwargs['query_pos'] == self_kwargs['key_pos'] == 'qp'
+    assert self_kwargs['attn_mask'] is self_mask
+    assert self_kwargs['key_padding_mask'] is None
+    assert cross_kwargs['query_pos'] == 'qp'
+    assert cross_kwargs['key_pos'] == 'kp'
+    assert cross_kwargs['attn_mask'] is cross_mask
+    assert cross_kwargs['key_padding_mask'] == 'kpm'
+    assert self_kwargs['reference_points'] == 'refs' == \
+        cross_kwargs['reference_points']

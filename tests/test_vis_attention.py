@@ -54,7 +54,8 @@ def test_detections_and_query_indices_agree_with_plain_inference(setup):
                                         data_samples=[data['data_samples']]))
     with torch.no_grad():
         hidden = model.forward_transformer(
-            model.extract_feat(data['inputs']), data['data_samples'])
+            model.extract_feat(data['inputs']),
+            data['data_samples'])['hidden_states']
         logits, _ = model.bbox_head(hidden[-1:])
     best = logits[-1, 0].softmax(-1)[:, :-1].max(-1).values
     assert torch.allclose(best[maps.queries], maps.scores, atol=1e-6)

@@ -122,6 +122,10 @@ def mmdet_transformer(model, feat, samples):
                                      samples)['hidden_states']
 
 
+def plugin_transformer(model, feat, samples):
+    return model.forward_transformer((feat, ), samples)['hidden_states']
+
+
 def bench_transformer_train(theirs, ours, device, repeats):
     """Input projection + encoder + decoder, forward and backward, train."""
     feat, samples = transformer_inputs(2, (25, 42), device)  # 1050 tokens
@@ -131,7 +135,8 @@ def bench_transformer_train(theirs, ours, device, repeats):
 
     return interleaved_medians(
         {'mmdet': step(lambda f, s: mmdet_transformer(theirs, f, s)),
-         'plugin': step(ours.forward_transformer)}, repeats, 1, device)
+         'plugin': step(lambda f, s: plugin_transformer(ours, f, s))},
+        repeats, 1, device)
 
 
 def bench_inference(theirs, ours, device, repeats, shape=TEST_SHAPE):
@@ -210,7 +215,7 @@ def transformer_peak_memory(impl: str, tokens_hw, device: str) -> int:
         if impl == 'mmdet':
             mmdet_transformer(theirs.eval(), feat, samples)
         else:
-            ours.eval().forward_transformer(feat, samples)
+            plugin_transformer(ours.eval(), feat, samples)
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 
@@ -233,7 +238,7 @@ def memory_probe(impl: str, tokens: str) -> None:
     with torch.no_grad():  # warm-up, then measure a second pass
         run = (lambda: mmdet_transformer(model, feat, samples)) \
             if impl == 'mmdet' else \
-            (lambda: model.forward_transformer(feat, samples))
+            (lambda: plugin_transformer(model, feat, samples))
         run()
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')  # reset the peak resident set size

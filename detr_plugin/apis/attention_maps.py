@@ -89,11 +89,12 @@ def attention_maps(inferencer: DETRInferencer,
     cross_attn = model.decoder.layers[-1].attentions[1]
     self_attn = model.encoder.layers[-1].attentions[0]
     with kept_weights(cross_attn, self_attn):
-        feat = model.extract_feat(inputs)
-        hidden_states = model.forward_transformer(feat, samples)
+        feats = model.extract_feat(inputs)
+        hidden_states = model.forward_transformer(
+            feats, samples)['hidden_states']
         decoder_weights = cross_attn.attn_weights.mean(1)[0]  # (Q, h*w)
         encoder_weights = self_attn.attn_weights.mean(1)[0]  # (h*w, h*w)
-    height, width = feat.shape[-2:]
+    height, width = feats[-1].shape[-2:]
 
     head = model.bbox_head
     cls_logits, box_preds = head(hidden_states[-1:])

@@ -49,8 +49,10 @@ class DETRExportWrapper(nn.Module):
     def forward(self, image: Tensor,
                 mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         det = self.detector
-        hidden_states = det.transformer(det.extract_feat(image), mask)
-        cls_logits, box_preds = det.bbox_head(hidden_states[-1])
+        head_inputs = det.forward_transformer(det.extract_feat(image),
+                                              pixel_mask=mask)
+        cls_logits, box_preds = (
+            out[-1] for out in det.bbox_head(**head_inputs))  # last layer
         valid = ~mask
         height = valid.any(2).sum(1).float()  # (B,) real rows
         width = valid.any(1).sum(1).float()  # (B,) real columns

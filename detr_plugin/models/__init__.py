@@ -4,6 +4,7 @@ from .detr import DETR
 from .detr_head import DETRHead
 from .hungarian_assigner import HungarianAssigner, QueryMatches
 from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
+                          FocalLossCost,
                           IoUCost)
 from .positional_encoding import (LearnedPositionalEncoding,
                                   SinePositionalEncoding)
@@ -13,6 +14,7 @@ from .transformer_layers import (BaseTransformerLayer, DetrTransformerDecoder,
 __all__ = [
     'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
+    'FocalLossCost',
     'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
     'BaseTransformerLayer', 'DetrTransformerDecoder', 'DetrTransformerEncoder'
 ]

@@ -6,6 +6,11 @@ weights of the official DETR and of mmdet/mmcv load unchanged. mmcv's wrapper
 calls ``nn.MultiheadAttention`` with ``need_weights=True``, which never reaches
 the fused kernels; here the fused path is the default and the explicit path
 (which also yields the weights) runs only when asked for.
+
+Every attention of this package takes the same keyword inputs from its layer
+(``query_pos``, ``key_pos``, ``attn_mask``, ``key_padding_mask`` and whatever a
+variant adds, e.g. reference points) and decides itself where positions go:
+this one adds them to queries and keys, never to values (DETR, section A.3).
 """
 import math
 from typing import Optional
@@ -18,9 +23,35 @@ from torch import Tensor, nn
 from ..registry import MODELS
 
 
+def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
+    return x if pos is None else x + pos
+
+
+def attend_mask(attn_mask: Optional[Tensor],
+                key_padding_mask: Optional[Tensor], num_heads: int,
+                batch: int) -> Optional[Tensor]:
+    """The bool mask ``scaled_dot_product_attention`` takes (True = attend),
+    broadcastable to ``(B, H, Lq, Lk)``, from ``nn.MultiheadAttention``'s
+    masks (True = masked); None when neither is given.
+
+    Args:
+        attn_mask: ``(Lq, Lk)`` or ``(B * H, Lq, Lk)`` bool, or None.
+        key_padding_mask: ``(B, Lk)`` bool, or None.
+    """
+    attend = None
+    if attn_mask is not None:
+        attend = ~attn_mask if attn_mask.dim() == 2 else \
+            ~attn_mask.view(batch, num_heads, *attn_mask.shape[-2:])
+    if key_padding_mask is not None:
+        keys = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Lk)
+        attend = keys if attend is None else attend & keys
+    return attend
+
+
 @MODELS.register_module()
 class MultiheadAttention(BaseModule):
-    """Batch-first multi-head attention; positions are added by the caller.
+    """Batch-first multi-head attention; positions are added to queries and
+    keys.
 
     Args:
         embed_dims: model width ``D``.
@@ -64,30 +95,42 @@ class MultiheadAttention(BaseModule):
 
     def forward(self,
                 query: Tensor,
-                key: Tensor,
-                value: Tensor,
-                key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        """Attend from ``query`` to ``key``/``value``.
+                key: Optional[Tensor] = None,
+                value: Optional[Tensor] = None,
+                query_pos: Optional[Tensor] = None,
+                key_pos: Optional[Tensor] = None,
+                attn_mask: Optional[Tensor] = None,
+                key_padding_mask: Optional[Tensor] = None,
+                **kwargs) -> Tensor:
+        """Attend from ``query + query_pos`` to ``key + key_pos``, reading
+        ``value``.
 
         Args:
             query: ``(B, Lq, D)``.
-            key: ``(B, Lk, D)``.
-            value: ``(B, Lk, D)``.
-            key_padding_mask: ``(B, Lk)`` bool, True = padded key (ignored),
-                the meaning ``nn.MultiheadAttention`` gives it; or None.
+            key: ``(B, Lk, D)``; ``query`` when None (self-attention).
+            value: ``(B, Lk, D)``; ``key`` (without its position) when None.
+            query_pos: ``(B, Lq, D)`` or ``(1, Lq, D)`` added to ``query``.
+            key_pos: ``(B, Lk, D)`` added to ``key``.
+            attn_mask: bool, True = this query may not attend to this key (the
+                meaning ``nn.MultiheadAttention`` gives it): ``(Lq, Lk)`` for
+                every image and head, or ``(B * H, Lq, Lk)``; or None.
+            key_padding_mask: ``(B, Lk)`` bool, True = padded key (ignored);
+                or None.
+            **kwargs: inputs other attentions take (ignored here).
 
         Returns:
             ``(B, Lq, D)``: the attention output after ``out_proj`` and
             ``proj_drop`` (no residual).
         """
+        key = query if key is None else key
+        value = key if value is None else value
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = self._split_heads(F.linear(query, w_q, b_q))
-        k = self._split_heads(F.linear(key, w_k, b_k))
+        q = self._split_heads(F.linear(_with_pos(query, query_pos), w_q, b_q))
+        k = self._split_heads(F.linear(_with_pos(key, key_pos), w_k, b_k))
         v = self._split_heads(F.linear(value, w_v, b_v))
-        # (B, 1, 1, Lk), True where the key takes part in attention
-        attend = None if key_padding_mask is None else \
-            ~key_padding_mask[:, None, None, :]
+        attend = attend_mask(attn_mask, key_padding_mask, self.num_heads,
+                             query.size(0))
         dropout_p = self.attn_drop if self.training else 0.
         if self.keep_weights:
             out = self._explicit_attention(q, k, v, attend, dropout_p)

@@ -1,16 +1,23 @@
-"""The DETR detector (Carion et al. 2020, figure 2).
+"""The DETR detector (Carion et al. 2020, figure 2) on mmdet's template.
 
 ``image (B, 3, H, W) -> backbone -> (B, C, h, w) -> 1x1 input projection ->
 (B, D, h, w) -> flatten -> encoder (B, h*w, D) -> decoder over Q learned
 queries -> (L, B, Q, D) -> head``. The padding mask marks the pixels each
 image gained when the batch was padded to ``batch_input_shape``; it is resized
 to the feature map and masks the encoder's and the decoder's keys.
+
+The transformer pass follows mmdet 3.x's ``DetectionTransformer``
+(``mmdet/models/detectors/base_detr.py``), which this class subclasses:
+``pre_transformer -> forward_encoder -> pre_decoder -> forward_decoder``, each
+returning the keyword inputs of the next, and ``loss``/``predict`` that hand
+the result to the head. A DETR variant is a subclass that overrides the
+stages it changes (``conditional_detr.py``, ``dab_detr.py``).
 """
-from typing import List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.detectors.base import BaseDetector
+from mmdet.models.detectors.base_detr import DetectionTransformer
 from torch import Tensor, nn
 
 from ..registry import MODELS
@@ -33,8 +40,18 @@ def padding_mask(batch_data_samples) -> Optional[Tensor]:
     return mask
 
 
+def resize_mask(pixel_mask: Optional[Tensor], feat: Tensor
+                ) -> Optional[Tensor]:
+    """``(B, H, W)`` pixel mask -> ``(B, h, w)`` on ``feat``'s device, nearest
+    resize as official DETR and mmdet (None stays None)."""
+    if pixel_mask is None:
+        return None
+    return F.interpolate(pixel_mask[:, None].to(feat.device).float(),
+                         size=feat.shape[-2:])[:, 0].bool()
+
+
 @MODELS.register_module()
-class DETR(BaseDetector):
+class DETR(DetectionTransformer):
     """DETR: backbone, input projection, transformer and set-prediction head.
 
     Args:
@@ -46,6 +63,9 @@ class DETR(BaseDetector):
         positional_encoding: ``SinePositionalEncoding`` (default type) or
             ``LearnedPositionalEncoding`` config with ``num_feats = D / 2``.
         num_queries: object queries ``Q``.
+        neck: optional neck (mmdet's ``ChannelMapper``); without one, a 1x1
+            ``input_proj`` (official DETR's name) maps the backbone's last
+            map to ``D`` channels.
         backbone_channels: channels of the backbone's last output; read off
             the backbone (``feat_dim`` of mmdet's ResNet) when None.
         fold_backbone_bn: run the backbone through copies with its
@@ -56,45 +76,41 @@ class DETR(BaseDetector):
     """
 
     def __init__(self,
-                 backbone: dict,
-                 encoder: dict,
-                 decoder: dict,
-                 bbox_head: dict,
-                 positional_encoding: dict,
-                 num_queries: int = 100,
+                 *args,
                  backbone_channels: Optional[int] = None,
                  fold_backbone_bn: bool = True,
                  backbone_channels_last: bool = True,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg=None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        self.encoder = MODELS.build(
-            {'type': 'DetrTransformerEncoder', **encoder})
-        self.decoder = MODELS.build(
-            {'type': 'DetrTransformerDecoder', **decoder})
-        self.embed_dims = self.encoder.embed_dims
+                 **kwargs) -> None:
+        self.backbone_channels = backbone_channels  # read by _init_layers
+        super().__init__(*args, **kwargs)
+        self.folded_backbone = FoldedBackboneCache(backbone_channels_last) \
+            if fold_backbone_bn else None
+
+    def _init_layers(self) -> None:
+        """Positional encoding, encoder, decoder, input projection and query
+        embedding (mmdet's template builds backbone, neck and head)."""
         self.positional_encoding = MODELS.build(
-            {'type': 'SinePositionalEncoding', **positional_encoding})
+            {'type': 'SinePositionalEncoding', **self.positional_encoding})
+        self.encoder = MODELS.build(
+            {'type': 'DetrTransformerEncoder', **self.encoder})
+        self.decoder = MODELS.build(
+            {'type': 'DetrTransformerDecoder', **self.decoder})
+        self.embed_dims = self.encoder.embed_dims
         if 2 * self.positional_encoding.num_feats != self.embed_dims:
             raise ValueError(
                 f'positional_encoding.num_feats must be embed_dims / 2 = '
                 f'{self.embed_dims // 2}, got '
                 f'{self.positional_encoding.num_feats}')
-        if backbone_channels is None:
-            backbone_channels = self.backbone.feat_dim
-        self.input_proj = nn.Conv2d(backbone_channels, self.embed_dims, 1)
-        self.num_queries = num_queries
-        self.query_embedding = nn.Embedding(num_queries, self.embed_dims)
-        self.bbox_head = MODELS.build(
-            dict(bbox_head, train_cfg=train_cfg, test_cfg=test_cfg))
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
-        self.folded_backbone = FoldedBackboneCache(backbone_channels_last) \
-            if fold_backbone_bn else None
+        if not self.with_neck:
+            channels = self.backbone_channels or self.backbone.feat_dim
+            self.input_proj = nn.Conv2d(channels, self.embed_dims, 1)
+        self.query_embedding = nn.Embedding(self.num_queries,
+                                            self.query_embedding_dims)
+
+    @property
+    def query_embedding_dims(self) -> int:
+        """Width of a learned query (``D``; DAB-DETR: 4, an anchor box)."""
+        return self.embed_dims
 
     def init_weights(self) -> None:
         """Xavier-uniform transformer matrices, as official DETR and mmdet."""
@@ -104,8 +120,29 @@ class DETR(BaseDetector):
                 if param.dim() > 1:
                     nn.init.xavier_uniform_(param)
 
-    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` -> the backbone's last map ``(B, C, h, w)``.
+    # -------------------------------------------------- the folded backbone
+    def train(self, mode: bool = True) -> 'DETR':
+        """Switching between training and evaluation drops the BN-folded
+        backbone copies (mmengine's EMA hook swaps weights right before
+        ``model.eval()``); a repeated ``train()`` keeps them."""
+        if mode != self.training:
+            self.refresh_folded_backbone()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        """Loading weights (torch's or mmengine's loader) drops the copies."""
+        self.refresh_folded_backbone()
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def refresh_folded_backbone(self) -> None:
+        """Rebuild the BN-folded backbone copies at their next use: call it
+        after writing backbone weights by hand (in place or via ``.data``)."""
+        if getattr(self, 'folded_backbone', None) is not None:
+            self.folded_backbone.clear()
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
+        """``(B, 3, H, W)`` -> the backbone's (or neck's) maps
+        ``(B, C_i, h_i, w_i)``.
 
         With ``fold_backbone_bn``, BN-folded copies compute what nothing
         trains (:mod:`.folded_backbone`): the whole backbone at inference
@@ -113,76 +150,90 @@ class DETR(BaseDetector):
         compilers see the backbone itself (ONNX runtimes fold BN
         themselves).
         """
+        feats = None
         folded = self.folded_backbone
         if folded is not None and not torch.jit.is_tracing() and \
                 not torch.compiler.is_compiling():
             if not self.training and not torch.is_grad_enabled():
-                return folded(self.backbone, batch_inputs)[-1]
-            if self.training:
+                feats = folded(self.backbone, batch_inputs)
+            elif self.training:
                 feats = folded.train_forward(self.backbone, batch_inputs)
-                if feats is not None:
-                    return feats[-1]
-        return self.backbone(batch_inputs)[-1]
+        if feats is None:
+            feats = self.backbone(batch_inputs)
+        return self.neck(feats) if self.with_neck else tuple(feats)
 
-    def forward_transformer(self, feat: Tensor,
-                            batch_data_samples) -> Tensor:
-        """Encoder and decoder over the backbone map of a batch.
-
-        Args:
-            feat: ``(B, C, h, w)`` backbone features.
-            batch_data_samples: for ``img_shape`` / ``batch_input_shape``.
-
-        Returns:
-            ``(L, B, Q, D)`` decoder outputs of every layer.
-        """
-        mask = padding_mask(batch_data_samples)
-        return self.transformer(
-            feat, None if mask is None else mask.to(feat.device))
-
-    def transformer(self, feat: Tensor,
-                    pixel_mask: Optional[Tensor]) -> Tensor:
-        """Input projection, encoder and decoder.
+    # ----------------------------------------------- the transformer stages
+    def forward_transformer(self, img_feats: Tuple[Tensor, ...],
+                            batch_data_samples=None,
+                            pixel_mask: Optional[Tensor] = None) -> Dict:
+        """mmdet's four stages over a batch; returns the head's inputs.
 
         Args:
-            feat: ``(B, C, h, w)`` backbone features.
-            pixel_mask: ``(B, H, W)`` bool, True at padded input pixels, or
-                None when nothing is padded.
+            img_feats: :meth:`extract_feat`'s maps.
+            batch_data_samples: for ``img_shape`` / ``batch_input_shape``
+                (the padding) and, for variants that need them in training,
+                the ground truth.
+            pixel_mask: ``(B, H, W)`` bool, True at padded input pixels;
+                derived from ``batch_data_samples`` when None. Tensor-in
+                callers (the ONNX export) pass it instead of data samples.
 
         Returns:
-            ``(L, B, Q, D)`` decoder outputs of every layer.
+            The keyword inputs of the head: ``hidden_states`` ``(L, B, Q,
+            D)`` and what the variant adds (e.g. ``references``).
         """
-        feat = self.input_proj(feat)  # (B, D, h, w)
-        batch = feat.size(0)
-        mask = None if pixel_mask is None else F.interpolate(
-            # nearest resize to the feature map, as official DETR and mmdet
-            pixel_mask[:, None].float(), size=feat.shape[-2:])[:, 0].bool()
+        if pixel_mask is None and batch_data_samples is not None:
+            pixel_mask = padding_mask(batch_data_samples)
+        encoder_inputs, decoder_inputs = self.pre_transformer(
+            img_feats, pixel_mask)
+        encoder_outputs = self.forward_encoder(**encoder_inputs)
+        more_decoder_inputs, head_inputs = self.pre_decoder(
+            **encoder_outputs, batch_data_samples=batch_data_samples)
+        decoder_inputs.update(more_decoder_inputs)
+        head_inputs.update(self.forward_decoder(**decoder_inputs))
+        return head_inputs
+
+    def pre_transformer(self, img_feats: Tuple[Tensor, ...],
+                        pixel_mask: Optional[Tensor]) -> Tuple[Dict, Dict]:
+        """Project and flatten the last map; positions and padding.
+
+        Unlike mmdet's, it takes the pixel mask rather than data samples,
+        so that tensor-in callers run the same code.
+
+        Args:
+            img_feats: maps; the last, ``(B, C, h, w)``, is used.
+            pixel_mask: ``(B, H, W)`` bool, True = padded; or None.
+
+        Returns:
+            The encoder's inputs ``feat`` ``(B, h*w, D)``, ``feat_mask``
+            ``(B, h*w)`` bool or None and ``feat_pos`` ``(B, h*w, D)``; and
+            the decoder's ``memory_mask`` and ``memory_pos`` (the same).
+        """
+        feat = img_feats[-1] if self.with_neck else \
+            self.input_proj(img_feats[-1])  # (B, D, h, w)
+        mask = resize_mask(pixel_mask, feat)
         pos = self.positional_encoding(mask, feat)  # (B, D, h, w)
         feat = feat.flatten(2).transpose(1, 2)  # (B, h*w, D)
         pos = pos.flatten(2).transpose(1, 2).to(feat.dtype)
         mask = None if mask is None else mask.flatten(1)  # (B, h*w)
-        memory = self.encoder(feat, pos, mask)
-        query_pos = self.query_embedding.weight[None].expand(batch, -1, -1)
-        query = torch.zeros_like(query_pos)
-        return self.decoder(query, query_pos, memory, pos, mask)
+        return (dict(feat=feat, feat_mask=mask, feat_pos=pos),
+                dict(memory_mask=mask, memory_pos=pos))
 
-    def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
-        """Losses of every decoder layer; see ``DETRHead.loss_by_feat``."""
-        hidden_states = self.forward_transformer(
-            self.extract_feat(batch_inputs), batch_data_samples)
-        return self.bbox_head.loss(hidden_states, batch_data_samples)
+    def forward_encoder(self, feat: Tensor, feat_mask: Optional[Tensor],
+                        feat_pos: Tensor) -> Dict:
+        """``memory`` ``(B, h*w, D)``: the encoded feature map."""
+        return dict(memory=self.encoder(feat, feat_pos, feat_mask))
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples,
-                rescale: bool = True) -> List:
-        """Data samples with ``pred_instances`` (bboxes, scores, labels)."""
-        hidden_states = self.forward_transformer(
-            self.extract_feat(batch_inputs), batch_data_samples)
-        results = self.bbox_head.predict(hidden_states, batch_data_samples,
-                                         rescale=rescale)
-        return self.add_pred_to_datasample(batch_data_samples, results)
+    def pre_decoder(self, memory: Tensor, **kwargs) -> Tuple[Dict, Dict]:
+        """DETR's queries: content zeros, position the learned embedding,
+        both ``(B, Q, D)``; nothing extra for the head."""
+        query_pos = self.query_embedding.weight[None].expand(
+            memory.size(0), -1, -1)
+        return dict(query=torch.zeros_like(query_pos), query_pos=query_pos,
+                    memory=memory), {}
 
-    def _forward(self, batch_inputs: Tensor,
-                 batch_data_samples=None) -> Tuple[Tensor, Tensor]:
-        """Raw head outputs ``(L, B, Q, C + 1)`` and ``(L, B, Q, 4)``."""
-        hidden_states = self.forward_transformer(
-            self.extract_feat(batch_inputs), batch_data_samples)
-        return self.bbox_head(hidden_states)
+    def forward_decoder(self, query: Tensor, query_pos: Tensor,
+                        memory: Tensor, memory_mask: Optional[Tensor],
+                        memory_pos: Tensor) -> Dict:
+        """``hidden_states`` ``(L, B, Q, D)``: every decoder layer's output."""
+        return dict(hidden_states=self.decoder(query, memory, query_pos,
+                                               memory_pos, memory_mask))

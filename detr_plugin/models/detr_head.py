@@ -6,14 +6,21 @@ through a sigmoid. The loss (paper eq. 2) is computed for every decoder layer
 after one Hungarian matching of all layers: cross-entropy with the no-object
 class down-weighted to 0.1, L1 x 5 and GIoU x 2, the box losses divided by the
 number of ground-truth boxes averaged over processes and clamped at 1.
+
+DETR's successors change two things, both options here: a sigmoid focal
+classifier over ``num_classes`` (no no-object class; mmdet's ``FocalLoss``,
+matched with ``FocalLossCost``), and boxes predicted relative to reference
+points (the MLP's output is added to ``inverse_sigmoid(reference)`` before the
+sigmoid: Conditional DETR's 2-D centres, DAB-DETR's per-layer 4-D anchors).
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import reduce_mean
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, bias_init_with_prob
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
@@ -48,16 +55,22 @@ class DETRHead(BaseModule):
         num_classes: object classes, excluding no-object.
         embed_dims: decoder width ``D``.
         num_reg_fcs: hidden layers of the box MLP (DETR: 2, so 3 linears).
-        loss_cls: mmdet ``CrossEntropyLoss`` config; ``bg_cls_weight`` is the
-            no-object class weight (DETR's ``eos_coef``, 0.1).
+        loss_cls: mmdet ``CrossEntropyLoss`` config, a softmax over
+            ``num_classes + 1`` whose ``bg_cls_weight`` is the no-object
+            class weight (DETR's ``eos_coef``, 0.1); or mmdet ``FocalLoss``
+            with ``use_sigmoid=True``: ``num_classes`` sigmoids, normalized
+            by the matched queries only.
         loss_bbox: mmdet ``L1Loss`` config (weight 5).
         loss_iou: mmdet ``GIoULoss`` config (weight 2).
         sync_cls_avg_factor: average the classification normalizer over
             processes too, so that N processes of one image each compute the
             same gradient as one process of N images.
         train_cfg: ``dict(assigner=...)``, a ``HungarianAssigner`` config.
-        test_cfg: ``max_per_img`` (top-k detections, at most the number of
-            queries) and ``score_thr`` (drop detections scoring below it).
+        test_cfg: ``max_per_img`` (top-k detections: of the queries'
+            best class with softmax, of all query-class pairs with sigmoid)
+            and ``score_thr`` (drop detections scoring below it).
+        reference_eps: ``eps`` of ``inverse_sigmoid`` on the references
+            (mmdet: 1e-5 for Conditional DETR, 1e-3 for DAB-DETR).
     """
 
     def __init__(self,
@@ -76,20 +89,23 @@ class DETRHead(BaseModule):
                  train_cfg: dict = dict(
                      assigner=dict(type='HungarianAssigner')),
                  test_cfg: dict = dict(max_per_img=100),
+                 reference_eps: float = 1e-5,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_classes = num_classes
         self.embed_dims = embed_dims
         loss_cls = dict(loss_cls)
-        if loss_cls.get('use_sigmoid', False):
-            raise ValueError('DETRHead implements the softmax classifier '
-                             'with a no-object class; use_sigmoid=True is '
-                             'not supported.')
-        class_weight = float(loss_cls.get('class_weight', 1.0))
-        self.bg_cls_weight = float(loss_cls.pop('bg_cls_weight', 0.1))
-        weights = torch.full((num_classes + 1, ), class_weight)
-        weights[num_classes] = self.bg_cls_weight
-        loss_cls['class_weight'] = weights.tolist()
+        self.use_sigmoid = bool(loss_cls.get('use_sigmoid', False))
+        if self.use_sigmoid:  # no no-object class, no class weights
+            self.bg_cls_weight = 0.
+            self.cls_out_channels = num_classes
+        else:
+            class_weight = float(loss_cls.get('class_weight', 1.0))
+            self.bg_cls_weight = float(loss_cls.pop('bg_cls_weight', 0.1))
+            weights = torch.full((num_classes + 1, ), class_weight)
+            weights[num_classes] = self.bg_cls_weight
+            loss_cls['class_weight'] = weights.tolist()
+            self.cls_out_channels = num_classes + 1
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
@@ -98,26 +114,47 @@ class DETRHead(BaseModule):
         self.test_cfg = test_cfg or {}
         if train_cfg:
             self.assigner = TASK_UTILS.build(train_cfg['assigner'])
-        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
+        self.reference_eps = reference_eps
+        self.fc_cls = nn.Linear(embed_dims, self.cls_out_channels)
         self.reg_mlp = MLP(embed_dims, embed_dims, 4, num_reg_fcs + 1)
 
-    def forward(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def init_weights(self) -> None:
+        """A sigmoid classifier starts at probability 0.01 (focal loss's
+        prior, as mmdet's successors of DETR)."""
+        super().init_weights()
+        if self.use_sigmoid:
+            nn.init.constant_(self.fc_cls.bias, bias_init_with_prob(0.01))
+
+    def forward(self, hidden_states: Tensor,
+                references: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor]:
         """Predict classes and boxes for every layer's queries.
 
         Args:
             hidden_states: ``(L, B, Q, D)`` decoder outputs.
+            references: None (DETR), or normalized reference points the
+                boxes are relative to: ``(B, Q, R)`` for every layer or
+                ``(L, B, Q, R)`` per layer, ``R`` = 2 (cx, cy) or 4.
 
         Returns:
-            ``cls_logits`` ``(L, B, Q, C + 1)`` and ``box_preds``
-            ``(L, B, Q, 4)``, normalized (cx, cy, w, h) in [0, 1].
+            ``cls_logits`` ``(L, B, Q, C + 1)`` (softmax) or ``(L, B, Q, C)``
+            (sigmoid) and ``box_preds`` ``(L, B, Q, 4)``, normalized (cx, cy,
+            w, h) in [0, 1].
         """
-        return self.fc_cls(hidden_states), \
-            self.reg_mlp(hidden_states).sigmoid()
+        box_logits = self.reg_mlp(hidden_states)
+        if references is not None:
+            size = references.size(-1)
+            box_logits = torch.cat(
+                (box_logits[..., :size] +
+                 inverse_sigmoid(references, self.reference_eps),
+                 box_logits[..., size:]), dim=-1)
+        return self.fc_cls(hidden_states), box_logits.sigmoid()
 
     # ------------------------------------------------------------ training
-    def loss(self, hidden_states: Tensor, batch_data_samples) -> dict:
+    def loss(self, hidden_states: Tensor, batch_data_samples,
+             references: Optional[Tensor] = None) -> dict:
         """Forward and loss; see :meth:`loss_by_feat` for the keys."""
-        cls_logits, box_preds = self(hidden_states)
+        cls_logits, box_preds = self(hidden_states, references)
         return self.loss_by_feat(
             cls_logits, box_preds,
             [s.gt_instances for s in batch_data_samples],
@@ -129,7 +166,7 @@ class DETRHead(BaseModule):
         """DETR's set loss for every decoder layer.
 
         Args:
-            cls_logits: ``(L, B, Q, C + 1)``.
+            cls_logits: ``(L, B, Q, C + 1)`` or ``(L, B, Q, C)`` (sigmoid).
             box_preds: ``(L, B, Q, 4)`` normalized cxcywh.
             batch_gt_instances: per image ``bboxes`` ``(G_b, 4)`` xyxy pixels
                 and ``labels`` ``(G_b,)``.
@@ -139,8 +176,9 @@ class DETRHead(BaseModule):
             ``loss_cls``, ``loss_bbox``, ``loss_iou`` of the last layer,
             ``d{i}.loss_*`` of layer ``i`` for the others, and the
             gradient-free ``class_error`` (%, top-1 error of the last layer's
-            matched queries) and ``cardinality_error`` (mean over images of
-            |non-no-object predictions - boxes|).
+            matched queries) and, with the softmax classifier,
+            ``cardinality_error`` (mean over images of |non-no-object
+            predictions - boxes|).
         """
         num_layers, batch, num_queries = cls_logits.shape[:3]
         targets = BatchedTargets.from_instances(
@@ -170,15 +208,17 @@ class DETRHead(BaseModule):
     def _classification_loss(self, cls_logits: Tensor,
                              targets: BatchedTargets,
                              matches: QueryMatches) -> Tensor:
-        """``(L,)`` weighted cross-entropy, a weighted mean per layer."""
+        """``(L,)`` per layer: the weighted cross-entropy's weighted mean, or
+        the focal loss over the matched queries."""
         num_layers, batch, num_queries = cls_logits.shape[:3]
         labels = self._class_targets(cls_logits, targets, matches)
         per_query = self.loss_cls(
-            cls_logits.reshape(-1, self.num_classes + 1).float(),
+            cls_logits.reshape(-1, self.cls_out_channels).float(),
             labels.reshape(-1),
-            reduction_override='none')
+            reduction_override='none')  # (N,) softmax, (N, C) sigmoid
         # Sum of class weights over a layer's queries, as the official
-        # weighted mean divides by; known on the host.
+        # weighted mean divides by (sigmoid: the matched queries); known on
+        # the host.
         num_pos = matches.num_per_layer
         avg_factor = num_pos + (batch * num_queries - num_pos) * \
             self.bg_cls_weight
@@ -188,7 +228,7 @@ class DETRHead(BaseModule):
             avg_factor = torch.clamp(avg_factor, min=1)
         else:
             avg_factor = max(avg_factor, 1)
-        return per_query.view(num_layers, -1).sum(1) / avg_factor
+        return per_query.reshape(num_layers, -1).sum(1) / avg_factor
 
     def _box_losses(self, box_preds: Tensor, targets: BatchedTargets,
                     matches: QueryMatches,
@@ -231,6 +271,8 @@ class DETRHead(BaseModule):
             class_error = 100 - 100 * correct.float().mean()
         else:  # as official DETR: no matched query counts as 100% error
             class_error = last_logits.new_tensor(100.)
+        if self.use_sigmoid:  # no no-object class to count against
+            return dict(class_error=class_error)
         num_pred = (last_logits.argmax(-1) != self.num_classes).sum(1)
         num_gts = torch.as_tensor(targets.num_gts, device=num_pred.device)
         cardinality_error = (num_pred - num_gts).abs().float().mean()
@@ -240,23 +282,31 @@ class DETRHead(BaseModule):
     # ----------------------------------------------------------- inference
     def decode(self, cls_logits: Tensor, box_preds: Tensor,
                sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Top-k queries by their best object-class probability.
+        """The top-k detections: softmax, queries by their best object-class
+        probability; sigmoid, (query, class) pairs by probability.
 
         Args:
-            cls_logits: ``(B, Q, C + 1)``.
+            cls_logits: ``(B, Q, C + 1)`` or ``(B, Q, C)`` (sigmoid).
             box_preds: ``(B, Q, 4)`` normalized cxcywh.
             sizes: ``(B, 1, 4)`` ``(w, h, w, h)`` of each image in pixels.
 
         Returns:
             ``boxes`` ``(B, k, 4)`` xyxy pixels clamped to the image,
             ``scores`` ``(B, k)`` descending and ``labels`` ``(B, k)``, with
-            ``k = min(max_per_img, Q)``.
+            ``k = max_per_img`` at most the number of candidates.
         """
-        probs = cls_logits.float().softmax(-1)[..., :-1]  # (B, Q, C)
-        scores, labels = probs.max(-1)  # (B, Q)
-        top_k = min(self.test_cfg.get('max_per_img', 100), scores.size(1))
-        scores, index = scores.topk(top_k, dim=1)  # (B, k)
-        labels = labels.gather(1, index)
+        max_per_img = self.test_cfg.get('max_per_img', 100)
+        if self.use_sigmoid:
+            probs = cls_logits.float().sigmoid().flatten(1)  # (B, Q * C)
+            scores, pairs = probs.topk(min(max_per_img, probs.size(1)), 1)
+            labels = pairs % self.num_classes
+            index = torch.div(pairs, self.num_classes, rounding_mode='floor')
+        else:
+            probs = cls_logits.float().softmax(-1)[..., :-1]  # (B, Q, C)
+            scores, labels = probs.max(-1)  # (B, Q)
+            scores, index = scores.topk(min(max_per_img, scores.size(1)),
+                                        dim=1)  # (B, k)
+            labels = labels.gather(1, index)
         boxes = box_preds.float().gather(
             1, index[..., None].expand(-1, -1, 4))
         boxes = torch.minimum(
@@ -264,10 +314,13 @@ class DETRHead(BaseModule):
         return boxes, scores, labels
 
     def predict(self, hidden_states: Tensor, batch_data_samples,
-                rescale: bool = True) -> List[InstanceData]:
+                rescale: bool = True,
+                references: Optional[Tensor] = None) -> List[InstanceData]:
         """Detections from the last decoder layer; see :meth:`predict_by_feat`.
         """
-        cls_logits, box_preds = self(hidden_states[-1:])
+        if references is not None and references.dim() == 4:
+            references = references[-1:]  # per layer: the last one's
+        cls_logits, box_preds = self(hidden_states[-1:], references)
         return self.predict_by_feat(
             cls_logits, box_preds,
             [s.metainfo for s in batch_data_samples], rescale=rescale)
@@ -278,7 +331,8 @@ class DETRHead(BaseModule):
         """Top-k queries by their best object-class probability.
 
         Args:
-            cls_logits: ``(L, B, Q, C + 1)``; only the last layer is used.
+            cls_logits: ``(L, B, Q, C + 1)`` (or ``C``, sigmoid); only the
+                last layer is used.
             box_preds: ``(L, B, Q, 4)`` normalized cxcywh.
             batch_img_metas: per image ``img_shape`` and, with ``rescale``,
                 ``scale_factor`` (w, h) of the resize from the original.

@@ -18,10 +18,16 @@ and its stem and first stage entirely (``frozen_stages=1``), so:
 
 Folding is used only where it is exact (:func:`can_fold`: BN in eval mode
 with running statistics, plain convolutions, no hooks) and each new copy is
-checked once against the original on a small input. The outputs equal the
-plain backbone's to float rounding. The copies are rebuilt whenever a weight
-they were made from changes (see :func:`_weights_key`); they hold one more
-set of those weights.
+checked once against the original on a small input, in float32 (under
+autocast the copy then runs in the autocast dtype like the backbone would).
+The outputs equal the plain backbone's to float rounding. The copies hold
+one more set of the weights they were made from, so they are dropped
+(:meth:`FoldedBackboneCache.clear`) wherever those weights can change -- the
+detector calls it when it switches between ``train()`` and ``eval()``
+(mmengine's EMA hook swaps the weights just before ``model.eval()``) and when
+a state dict is loaded into it; code that writes weights by hand calls
+``detector.refresh_folded_backbone()`` -- and rebuilt lazily at the next
+forward. Nothing is checked per forward.
 """
 import copy
 import warnings
@@ -31,28 +37,6 @@ import torch
 from mmcv.cnn import fuse_conv_bn
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-
-
-def _weights_key(module: nn.Module) -> Tuple[Tuple, Tensor]:
-    """Changes whenever a parameter or buffer of ``module`` is replaced or
-    modified: storage, dtype and version counter of each tensor, and the sum
-    of each (writes through ``.data``, as mmengine's EMA swap does, bypass
-    the version counter; such a write that keeps every tensor's sum, e.g.
-    a permutation of a tensor's values, would go unnoticed). Reading
-    ResNet-50's 23.5 M weights once took 12 ms on one core of the
-    development CPU; its forward pass at 800 x 1333 takes seconds."""
-    tensors = [*module.parameters(), *module.buffers()]
-    meta = tuple((t.data_ptr(), t._version, t.device, t.dtype)
-                 for t in tensors)
-    with torch.no_grad():  # float32: some devices (MPS) have no float64
-        sums = torch.stack(
-            [t.detach().sum(dtype=torch.float32) for t in tensors])
-    return meta, sums
-
-
-def _same_key(a: Tuple[Tuple, Tensor], b: Tuple[Tuple, Tensor]) -> bool:
-    return a[0] == b[0] and torch.allclose(a[1], b[1], rtol=0, atol=0,
-                                           equal_nan=True)
 
 
 def can_fold(module: nn.Module) -> bool:
@@ -76,8 +60,8 @@ def can_fold(module: nn.Module) -> bool:
 
 
 class _FoldedCopy:
-    """A BN-folded (optionally channels-last) copy of one module, rebuilt
-    when the module's weights change.
+    """A BN-folded (optionally channels-last) copy of one module, built at
+    its first use after :meth:`clear`.
 
     Each new copy is checked against the module on a small random input
     (mmcv's ``fuse_conv_bn`` pairs a BN with the convolution registered
@@ -89,15 +73,17 @@ class _FoldedCopy:
         self.channels_last = channels_last
         self.module: Optional[nn.Module] = None
         self.failed = False
-        self._key: Optional[Tuple] = None
+
+    def clear(self) -> None:
+        """Drop the copy (the module's weights may have changed)."""
+        self.module = None
 
     def of(self, module: nn.Module, x: Tensor) -> Optional[nn.Module]:
         """The folded copy of ``module``, or None where folding failed its
         check (on a small input of ``x``'s kind)."""
         if self.failed:
             return None
-        key = _weights_key(module)
-        if self.module is None or not _same_key(key, self._key):
+        if self.module is None:
             folded = copy.deepcopy(module)
             folded.eval()  # (mmdet's ResNet.train() returns None)
             try:
@@ -115,12 +101,15 @@ class _FoldedCopy:
                     'unfolded (set model.fold_backbone_bn=False to '
                     'silence this).')
                 return None
-            self.module, self._key = folded, key
+            self.module = folded
         return self.module
 
     def _agrees(self, module: nn.Module, folded: nn.Module,
                 probe: Tensor) -> bool:
-        with torch.no_grad():
+        """Same outputs in float32 (also when called under autocast, whose
+        rounding would exceed the tolerance and is not the fold's)."""
+        with torch.no_grad(), torch.autocast(probe.device.type,
+                                             enabled=False):
             expected = _as_tuple(module(probe))
             actual = _as_tuple(folded(self._layout(probe)))
         return len(expected) == len(actual) and all(
@@ -230,6 +219,11 @@ class FoldedBackboneCache:
             if i in backbone.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def clear(self) -> None:
+        """Drop both copies; they are rebuilt at their next use."""
+        self._inference.clear()
+        self._frozen.clear()
 
     def __deepcopy__(self, memo) -> 'FoldedBackboneCache':
         """A copied detector starts with empty caches."""

@@ -1,7 +1,8 @@
 """DETR's matching costs, computed for a whole batch at once (paper eq. 1).
 
 ``cost = w_cls * (-p[target class]) + w_l1 * L1(cxcywh) + w_giou * (-GIoU)``
-with weights 1, 5 and 2 in DETR. Every cost takes predictions for ``N`` queries
+with weights 1, 5 and 2 in DETR (its successors replace ``-p`` by the focal
+cost of the sigmoid probability, :class:`FocalLossCost`). Every cost takes predictions for ``N`` queries
 per image (all decoder layers folded into ``N``) and the batch's ground truth
 padded to ``G`` boxes per image, and returns ``(B, N, G)``; columns past an
 image's own box count are padding the assigner never reads.
@@ -87,6 +88,38 @@ class ClassificationCost(_WeightedCost):
         probs = cls_logits.float().softmax(-1)
         index = targets.labels[:, None, :].expand(-1, probs.size(1), -1)
         return -self.weight * probs.gather(2, index)
+
+
+@TASK_UTILS.register_module()
+class FocalLossCost(_WeightedCost):
+    """``weight * (focal(p, 1) - focal(p, 0))`` at the target class, ``p`` the
+    sigmoid probability (the cost of DETR's successors, as mmdet's
+    ``FocalLossCost``): ``focal(p, 1) = -alpha (1 - p)^gamma log(p + eps)``,
+    ``focal(p, 0) = -(1 - alpha) p^gamma log(1 - p + eps)``.
+
+    Args:
+        alpha, gamma: the focal loss's.
+        eps: added inside the logarithms.
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.,
+                 eps: float = 1e-12, weight: float = 1.) -> None:
+        super().__init__(weight)
+        self.alpha, self.gamma, self.eps = alpha, gamma, eps
+
+    def __call__(self, cls_logits: Tensor, box_preds: Tensor,
+                 targets: BatchedTargets) -> Tensor:
+        """Args: cls_logits ``(B, N, C)`` sigmoid logits; box_preds unused.
+
+        Returns: ``(B, N, G)``.
+        """
+        index = targets.labels[:, None, :].expand(-1, cls_logits.size(1), -1)
+        prob = cls_logits.float().gather(2, index).sigmoid()  # (B, N, G)
+        neg_cost = -(1 - prob + self.eps).log() * (1 - self.alpha) * \
+            prob.pow(self.gamma)
+        pos_cost = -(prob + self.eps).log() * self.alpha * \
+            (1 - prob).pow(self.gamma)
+        return self.weight * (pos_cost - neg_cost)
 
 
 @TASK_UTILS.register_module()

@@ -6,10 +6,12 @@ decoder layer ``('self_attn', 'norm', 'cross_attn', 'norm', 'ffn', 'norm')``
 variant (``('norm', 'self_attn', 'norm', 'ffn')``). Every tensor is batch
 first: ``(B, L, D)``.
 
-Positions are added to queries and keys, never to values: self-attention
-attends from ``x + pos`` to ``x + pos`` and reads values from ``x``;
-cross-attention attends from ``x + query_pos`` to ``memory + memory_pos`` and
-reads values from ``memory``.
+The layer hands every attention the same keyword inputs -- the sequences,
+their positions, the masks and whatever else the caller passes (reference
+points, a query's sine embedding, ...) -- and the attention decides what to do
+with them: DETR's ``MultiheadAttention`` adds positions to queries and keys,
+never to values; Conditional DETR's attention projects them separately. So
+one layer class serves every DETR variant; only the attention types differ.
 """
 import copy
 from typing import List, Optional, Sequence, Union
@@ -23,10 +25,6 @@ from ..registry import MODELS
 
 ATTENTION_OPS = ('self_attn', 'cross_attn')
 KNOWN_OPS = ATTENTION_OPS + ('norm', 'ffn')
-
-
-def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
-    return x if pos is None else x + pos
 
 
 def _per_op_cfgs(cfgs: Union[dict, Sequence[dict]], count: int,
@@ -91,22 +89,31 @@ class BaseTransformerLayer(BaseModule):
 
     def forward(self,
                 query: Tensor,
-                memory: Optional[Tensor] = None,
+                key: Optional[Tensor] = None,
+                value: Optional[Tensor] = None,
                 query_pos: Optional[Tensor] = None,
-                memory_pos: Optional[Tensor] = None,
+                key_pos: Optional[Tensor] = None,
+                self_attn_mask: Optional[Tensor] = None,
+                cross_attn_mask: Optional[Tensor] = None,
                 query_key_padding_mask: Optional[Tensor] = None,
-                memory_key_padding_mask: Optional[Tensor] = None) -> Tensor:
+                key_padding_mask: Optional[Tensor] = None,
+                **kwargs) -> Tensor:
         """Run the operations in order.
 
         Args:
             query: ``(B, Lq, D)``, the sequence this layer transforms.
-            memory: ``(B, Lm, D)``, keys and values of ``cross_attn``.
-            query_pos: ``(B, Lq, D)`` or ``(1, Lq, D)``, positions of query.
-            memory_pos: ``(B, Lm, D)``, positions of memory.
-            query_key_padding_mask: ``(B, Lq)`` bool, True = padded; masks the
-                keys of ``self_attn`` (the encoder's padding).
-            memory_key_padding_mask: ``(B, Lm)`` bool; masks the keys of
+            key: ``(B, Lk, D)``, the keys of ``cross_attn`` (the memory).
+            value: ``(B, Lk, D)``, its values; ``key`` when None.
+            query_pos: ``(B, Lq, D)`` or ``(1, Lq, D)``, positions of query
+                (both sides of ``self_attn``, the query of ``cross_attn``).
+            key_pos: ``(B, Lk, D)``, positions of key.
+            self_attn_mask, cross_attn_mask: bool ``(Lq, Lq)`` /
+                ``(Lq, Lk)`` (or per image and head), True = may not attend.
+            query_key_padding_mask: ``(B, Lq)`` bool, True = padded; masks
+                the keys of ``self_attn`` (the encoder's padding).
+            key_padding_mask: ``(B, Lk)`` bool; masks the keys of
                 ``cross_attn``.
+            **kwargs: passed to every attention (e.g. reference points).
 
         Returns:
             ``(B, Lq, D)``.
@@ -119,16 +126,16 @@ class BaseTransformerLayer(BaseModule):
                 norm_idx += 1
                 continue
             if op == 'self_attn':
-                q = k = _with_pos(query, query_pos)
                 out = self.attentions[attn_idx](
-                    q, k, query, key_padding_mask=query_key_padding_mask)
+                    query, query, query, query_pos=query_pos,
+                    key_pos=query_pos, attn_mask=self_attn_mask,
+                    key_padding_mask=query_key_padding_mask, **kwargs)
                 attn_idx += 1
             elif op == 'cross_attn':
                 out = self.attentions[attn_idx](
-                    _with_pos(query, query_pos),
-                    _with_pos(memory, memory_pos),
-                    memory,
-                    key_padding_mask=memory_key_padding_mask)
+                    query, key, value, query_pos=query_pos, key_pos=key_pos,
+                    attn_mask=cross_attn_mask,
+                    key_padding_mask=key_padding_mask, **kwargs)
                 attn_idx += 1
             else:  # 'ffn'
                 out = self.ffns[ffn_idx](query)
@@ -166,22 +173,23 @@ class DetrTransformerEncoder(BaseModule):
         self.post_norm = None if post_norm_cfg is None else \
             build_norm_layer(post_norm_cfg, self.embed_dims)[1]
 
-    def forward(self, feat: Tensor, feat_pos: Tensor,
-                feat_mask: Optional[Tensor]) -> Tensor:
+    def forward(self, query: Tensor, query_pos: Tensor,
+                key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
         """Encode the flattened feature map.
 
         Args:
-            feat: ``(B, h*w, D)`` projected backbone features.
-            feat_pos: ``(B, h*w, D)`` positional encoding.
-            feat_mask: ``(B, h*w)`` bool, True = padded; or None.
+            query: ``(B, h*w, D)`` projected backbone features.
+            query_pos: ``(B, h*w, D)`` positional encoding.
+            key_padding_mask: ``(B, h*w)`` bool, True = padded; or None.
+            **kwargs: passed to every layer.
 
         Returns:
             ``(B, h*w, D)``, the memory.
         """
         for layer in self.layers:
-            feat = layer(feat, query_pos=feat_pos,
-                         query_key_padding_mask=feat_mask)
-        return feat if self.post_norm is None else self.post_norm(feat)
+            query = layer(query, query_pos=query_pos,
+                          query_key_padding_mask=key_padding_mask, **kwargs)
+        return query if self.post_norm is None else self.post_norm(query)
 
 
 @MODELS.register_module()
@@ -208,18 +216,19 @@ class DetrTransformerDecoder(BaseModule):
         self.post_norm = build_norm_layer(post_norm_cfg, self.embed_dims)[1]
         self.return_intermediate = return_intermediate
 
-    def forward(self, query: Tensor, query_pos: Tensor, memory: Tensor,
-                memory_pos: Tensor,
-                memory_mask: Optional[Tensor]) -> Tensor:
+    def forward(self, query: Tensor, key: Tensor, query_pos: Tensor,
+                key_pos: Tensor, key_padding_mask: Optional[Tensor],
+                **kwargs) -> Tensor:
         """Decode the object queries.
 
         Args:
             query: ``(B, Q, D)``, zeros at the first layer in DETR.
+            key: ``(B, h*w, D)`` encoder output (the memory).
             query_pos: ``(B, Q, D)`` or ``(1, Q, D)``, the learned query
                 embedding.
-            memory: ``(B, h*w, D)`` encoder output.
-            memory_pos: ``(B, h*w, D)`` positional encoding of the memory.
-            memory_mask: ``(B, h*w)`` bool, True = padded; or None.
+            key_pos: ``(B, h*w, D)`` positional encoding of the memory.
+            key_padding_mask: ``(B, h*w)`` bool, True = padded; or None.
+            **kwargs: passed to every layer.
 
         Returns:
             ``(num_layers, B, Q, D)`` with ``return_intermediate`` (every
@@ -228,9 +237,8 @@ class DetrTransformerDecoder(BaseModule):
         """
         outputs = []
         for layer in self.layers:
-            query = layer(query, memory, query_pos=query_pos,
-                          memory_pos=memory_pos,
-                          memory_key_padding_mask=memory_mask)
+            query = layer(query, key, query_pos=query_pos, key_pos=key_pos,
+                          key_padding_mask=key_padding_mask, **kwargs)
             if self.return_intermediate:
                 outputs.append(self.post_norm(query))
         if not self.return_intermediate:
