@@ -1,6 +1,7 @@
 """Convert DETR state dicts between other layouts and this package's.
 
-Two layouts are known: mmdet 3.x's DETR (:data:`MMDET_RULES`) and the
+Two layouts are known: mmdet 3.x's (:data:`MMDET_LAYOUTS`: DETR and its
+successors, told apart by their keys, :func:`model_variant`) and the
 official facebookresearch/detr release (:data:`OFFICIAL_RULES`). Each layout
 is a table of key-prefix pairs ``(theirs, ours)``; ``{i}`` stands for a layer
 index. The same table renames in both directions, so a round trip is the
@@ -33,21 +34,64 @@ from torch import Tensor
 
 PrefixRules = Sequence[Tuple[str, str]]
 
-# mmdet 3.x DETR (mmcv MultiheadAttention wraps nn.MultiheadAttention as
-# `.attn`; a ChannelMapper neck is the input projection; the box MLP is an
-# FFN plus `fc_reg`).
-MMDET_RULES: PrefixRules = (
+# mmdet 3.x's DETR family. Shared: mmcv's MultiheadAttention wraps
+# nn.MultiheadAttention as `.attn`; a ChannelMapper neck is the input
+# projection; FFNs are `ffn` (ours `ffns.0`).
+_MMDET_COMMON: PrefixRules = (
     ('neck.convs.0.conv.', 'input_proj.'),
     ('encoder.layers.{i}.self_attn.attn.', 'encoder.layers.{i}.attentions.0.'),
+    ('encoder.layers.{i}.ffn.', 'encoder.layers.{i}.ffns.0.'),
+    ('decoder.layers.{i}.ffn.', 'decoder.layers.{i}.ffns.0.'),
+)
+# DETR's decoder attentions are mmcv's; the successors' are
+# ConditionalAttention modules (no `.attn`).
+_MMDET_DETR_DECODER: PrefixRules = (
     ('decoder.layers.{i}.self_attn.attn.', 'decoder.layers.{i}.attentions.0.'),
     ('decoder.layers.{i}.cross_attn.attn.',
      'decoder.layers.{i}.attentions.1.'),
-    ('encoder.layers.{i}.ffn.', 'encoder.layers.{i}.ffns.0.'),
-    ('decoder.layers.{i}.ffn.', 'decoder.layers.{i}.ffns.0.'),
+)
+_MMDET_CONDITIONAL_DECODER: PrefixRules = (
+    ('decoder.layers.{i}.self_attn.', 'decoder.layers.{i}.attentions.0.'),
+    ('decoder.layers.{i}.cross_attn.', 'decoder.layers.{i}.attentions.1.'),
+)
+# DETR's box branch is an FFN plus `fc_reg`; DAB-DETR's an MLP `fc_reg`.
+_MMDET_FFN_BOX_BRANCH: PrefixRules = (
     ('bbox_head.reg_ffn.layers.0.0.', 'bbox_head.reg_mlp.layers.0.'),
     ('bbox_head.reg_ffn.layers.1.', 'bbox_head.reg_mlp.layers.1.'),
     ('bbox_head.fc_reg.', 'bbox_head.reg_mlp.layers.2.'),
 )
+MMDET_LAYOUTS: Dict[str, PrefixRules] = dict(
+    detr=_MMDET_COMMON + _MMDET_DETR_DECODER + _MMDET_FFN_BOX_BRANCH,
+    conditional_detr=_MMDET_COMMON + _MMDET_CONDITIONAL_DECODER +
+    _MMDET_FFN_BOX_BRANCH,
+    dab_detr=_MMDET_COMMON + _MMDET_CONDITIONAL_DECODER +
+    (('bbox_head.fc_reg.', 'bbox_head.reg_mlp.'), ),
+)
+MMDET_RULES = MMDET_LAYOUTS['detr']
+# A key that only the variant's layout has (mmdet's and ours alike), the
+# most specific first.
+_VARIANT_KEYS = (
+    ('dab_detr', 'encoder.query_scale.layers.0.weight'),
+    ('conditional_detr', 'decoder.ref_point_head.layers.0.weight'),
+    ('detr', 'decoder.post_norm.weight'),
+)
+
+
+def model_variant(state_dict: Dict[str, Tensor]) -> str:
+    """Which DETR variant a state dict (mmdet's layout or ours) holds.
+
+    Raises:
+        KeyError: none of the known variants' keys is there.
+    """
+    keys = {k[len('module.'):] if k.startswith('module.') else k
+            for k in state_dict}
+    for variant, key in _VARIANT_KEYS:
+        if key in keys:
+            return variant
+    raise KeyError(
+        f'not a checkpoint of a known DETR variant ({", ".join(MMDET_LAYOUTS)}'
+        f'): none of {[key for _, key in _VARIANT_KEYS]} is among its '
+        f'{len(keys)} keys, e.g. {sorted(keys)[:5]}')
 
 
 # facebookresearch/detr (detr-r50-e632da11.pth & co.): torchvision's ResNet
@@ -140,14 +184,23 @@ def rename_keys(state_dict: Dict[str, Tensor], rules: PrefixRules,
     return renamed
 
 
-def mmdet_to_plugin(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """mmdet 3.x DETR state dict -> this package's DETR state dict."""
-    return rename_keys(state_dict, MMDET_RULES, to_ours=True)
+def mmdet_to_plugin(state_dict: Dict[str, Tensor],
+                    variant: Optional[str] = None) -> Dict[str, Tensor]:
+    """mmdet 3.x state dict -> this package's, for the ``variant`` (a key of
+    :data:`MMDET_LAYOUTS`) its keys show (:func:`model_variant`) unless
+    given."""
+    return rename_keys(state_dict,
+                       MMDET_LAYOUTS[variant or model_variant(state_dict)],
+                       to_ours=True)
 
 
-def plugin_to_mmdet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """This package's DETR state dict -> mmdet 3.x's."""
-    return rename_keys(state_dict, MMDET_RULES, to_ours=False)
+def plugin_to_mmdet(state_dict: Dict[str, Tensor],
+                    variant: Optional[str] = None) -> Dict[str, Tensor]:
+    """This package's state dict -> mmdet 3.x's (see
+    :func:`mmdet_to_plugin`)."""
+    return rename_keys(state_dict,
+                       MMDET_LAYOUTS[variant or model_variant(state_dict)],
+                       to_ours=False)
 
 
 def official_class_rows(num_classes: int) -> List[int]:
@@ -292,8 +345,17 @@ def load_mmdet_checkpoint(path: str) -> dict:
     return checkpoint
 
 
+def num_classes_of(state_dict: Dict[str, Tensor],
+                   variant: Optional[str] = None) -> int:
+    """Classes of a converted state dict's head: DETR's softmax classifier
+    has a no-object row, its successors' sigmoid classifiers have none."""
+    rows = state_dict['bbox_head.fc_cls.bias'].shape[0]
+    return rows - ((variant or model_variant(state_dict)) == 'detr')
+
+
 def convert_checkpoint(src: str, dst: str, source: str,
-                       num_classes: Optional[int] = None) -> dict:
+                       num_classes: Optional[int] = None,
+                       variant: Optional[str] = None) -> dict:
     """Convert the checkpoint file ``src`` to this package's layout at ``dst``.
 
     Args:
@@ -305,6 +367,8 @@ def convert_checkpoint(src: str, dst: str, source: str,
         num_classes: the head's classes: 80 (default) or 91 for the
             official layout; for mmdet, checked against the classifier when
             given.
+        variant: mmdet's layout of this DETR variant (a key of
+            :data:`MMDET_LAYOUTS`); told from the keys when None.
 
     Returns:
         The written checkpoint dict.
@@ -319,11 +383,14 @@ def convert_checkpoint(src: str, dst: str, source: str,
             meta['epoch'] = checkpoint['epoch']
     elif source == 'mmdet':
         checkpoint = load_mmdet_checkpoint(src)
-        state_dict = mmdet_to_plugin(checkpoint.get('state_dict', checkpoint))
-        rows = state_dict['bbox_head.fc_cls.bias'].shape[0]
-        if num_classes is not None and rows != num_classes + 1:
-            raise ValueError(f'the mmdet classifier has {rows} rows, i.e. '
-                             f'{rows - 1} classes, not {num_classes}')
+        source_dict = checkpoint.get('state_dict', checkpoint)
+        variant = variant or model_variant(source_dict)
+        state_dict = mmdet_to_plugin(source_dict, variant)
+        found = num_classes_of(state_dict, variant)
+        if num_classes is not None and found != num_classes:
+            raise ValueError(f'the mmdet {variant} classifier has {found} '
+                             f'classes, not {num_classes}')
+        meta['variant'] = variant
         source_meta = checkpoint.get('meta') or {}
         for key in ('dataset_meta', 'epoch', 'iter', 'mmdet_version'):
             if key in source_meta:

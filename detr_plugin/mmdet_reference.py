@@ -18,6 +18,15 @@ from torch import nn
 REPO_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                            'configs')
 MMDET_DETR_R50 = 'detr/detr_r50_8xb2-150e_coco.py'
+# variant -> (mmdet's config in its wheel, ours in configs/), both R50
+R50_CONFIGS = dict(
+    detr=(MMDET_DETR_R50, 'detr_r50_8xb2.py'),
+    conditional_detr=(
+        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
+        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py'),
+    dab_detr=('dab_detr/dab-detr_r50_8xb2-50e_coco.py',
+              'dab_detr/dab-detr_r50_8xb2-50e_coco.py'),
+)
 
 
 def mmdet_config_path(name: str) -> str:
@@ -67,12 +76,32 @@ def build_mmdet_model(path: str) -> nn.Module:
     return _init_quietly(model)
 
 
-def build_r50_pair() -> Tuple[nn.Module, nn.Module]:
-    """mmdet's DETR R50 and ours with mmdet's weights: ``(theirs, ours)``."""
+def fill_zero_weights(model: nn.Module, seed: int = 0,
+                      std: float = 0.02) -> nn.Module:
+    """Give every all-zero parameter (zero-initialized biases, DAB-DETR's
+    last box layer) small random values, so that a comparison exercises
+    every term (with DAB's zero box layer, boxes would equal the anchors)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.any():
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+    return model
+
+
+def build_r50_pair(variant: str = 'detr', fill_zeros: bool = False
+                   ) -> Tuple[nn.Module, nn.Module]:
+    """mmdet's R50 model of a DETR ``variant`` (a key of
+    :data:`R50_CONFIGS`) and ours with its weights: ``(theirs, ours)``;
+    ``fill_zeros``: :func:`fill_zero_weights` first."""
     from .checkpoint_converters import mmdet_to_plugin
-    theirs = build_mmdet_model(mmdet_config_path(MMDET_DETR_R50))
-    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, 'detr_r50_8xb2.py'))
-    ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
+    their_config, our_config = R50_CONFIGS[variant]
+    theirs = build_mmdet_model(mmdet_config_path(their_config))
+    if fill_zeros:
+        fill_zero_weights(theirs)
+    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, our_config))
+    ours.load_state_dict(mmdet_to_plugin(theirs.state_dict(), variant),
+                         strict=True)
     return theirs, ours
 
 

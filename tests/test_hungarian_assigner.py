@@ -145,3 +145,23 @@ def test_nan_prediction_is_named():
     targets = BatchedTargets.from_instances(gts, metas, torch.device('cpu'))
     with pytest.raises(FloatingPointError, match='image 1 .* layer 1'):
         HungarianAssigner().assign(logits, boxes, targets)
+
+
+def test_focal_cost_equals_mmdets_per_image():
+    """The successors' sigmoid focal cost, batched over images and layers,
+    equals mmdet's FocalLossCost of each image."""
+    from mmdet.models.task_modules.assigners import \
+        FocalLossCost as MMDetFocalLossCost
+
+    from detr_plugin.models import FocalLossCost
+    logits, boxes, gts, metas = make_case([0, 3, 12, 7], num_queries=9)
+    logits = logits[..., :NUM_CLASSES]  # sigmoid: no no-object column
+    targets = BatchedTargets.from_instances(gts, metas, torch.device('cpu'))
+    ours = FocalLossCost(weight=2., eps=1e-8)
+    theirs = MMDetFocalLossCost(weight=2., eps=1e-8)
+    cost = ours(logits.transpose(0, 1).flatten(1, 2), None, targets)
+    for img, gt in enumerate(gts):
+        for layer in range(logits.size(0)):
+            expected = theirs(InstanceData(scores=logits[layer, img]), gt)
+            got = cost[img, layer * 9:(layer + 1) * 9, :len(gt)]
+            assert torch.allclose(got, expected, atol=1e-6)

@@ -9,9 +9,10 @@
 ``torch.load(weights_only=True)``, only ``argparse.Namespace`` allowed besides
 tensors); its 92-row COCO classifier becomes an 80-class head in mmdet's class
 order (``--num-classes 91`` keeps every row, class index = COCO category id).
-``mmdet``: an mmdet 3.x DETR checkpoint. The output ``{'state_dict', 'meta'}``
-loads strictly into ``configs/detr_r50_8xb2.py`` (``load_from=...`` or
-``tools/test.py CONFIG OUT``).
+``mmdet``: an mmdet 3.x checkpoint of DETR, Conditional DETR or DAB-DETR (the
+variant is told from its keys; ``--model`` names it). The output
+``{'state_dict', 'meta'}`` loads strictly into the matching config of
+``configs/`` (``load_from=...`` or ``tools/test.py CONFIG OUT``).
 """
 import argparse
 import os
@@ -20,7 +21,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from detr_plugin.checkpoint_converters import convert_checkpoint  # noqa: E402
+from detr_plugin.checkpoint_converters import (  # noqa: E402
+    MMDET_LAYOUTS, convert_checkpoint, num_classes_of)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='classes of the head: official 80 (default, '
                         'mmdet\'s COCO order) or 91 (COCO category ids); '
                         'mmdet: checked against the checkpoint')
+    parser.add_argument('--model', choices=sorted(MMDET_LAYOUTS),
+                        default=None, help='mmdet: the DETR variant of SRC '
+                        '(default: told from its keys)')
     return parser.parse_args(argv)
 
 
@@ -42,11 +47,11 @@ def main(argv=None) -> None:
     out_dir = osp.dirname(osp.abspath(args.dst))
     os.makedirs(out_dir, exist_ok=True)
     converted = convert_checkpoint(args.src, args.dst, args.source,
-                                   args.num_classes)
+                                   args.num_classes, args.model)
     state_dict = converted['state_dict']
     num_params = sum(v.numel() for v in state_dict.values()
                      if v.is_floating_point())
-    classes = state_dict['bbox_head.fc_cls.bias'].shape[0] - 1
+    classes = num_classes_of(state_dict)
     print(f'{args.src} ({args.source}) -> {args.dst}: {len(state_dict)} '
           f'tensors, {num_params / 1e6:.2f} M values, {classes} classes')
 

@@ -75,6 +75,10 @@ class DETR(DetectionTransformer):
             in channels-last memory format.
     """
 
+    # default types of the transformer parts; a variant names its own
+    encoder_type = 'DetrTransformerEncoder'
+    decoder_type = 'DetrTransformerDecoder'
+
     def __init__(self,
                  *args,
                  backbone_channels: Optional[int] = None,
@@ -91,10 +95,10 @@ class DETR(DetectionTransformer):
         embedding (mmdet's template builds backbone, neck and head)."""
         self.positional_encoding = MODELS.build(
             {'type': 'SinePositionalEncoding', **self.positional_encoding})
-        self.encoder = MODELS.build(
-            {'type': 'DetrTransformerEncoder', **self.encoder})
-        self.decoder = MODELS.build(
-            {'type': 'DetrTransformerDecoder', **self.decoder})
+        self.encoder = MODELS.build({'type': self.encoder_type,
+                                     **self.encoder})
+        self.decoder = MODELS.build({'type': self.decoder_type,
+                                     **self.decoder})
         self.embed_dims = self.encoder.embed_dims
         if 2 * self.positional_encoding.num_feats != self.embed_dims:
             raise ValueError(

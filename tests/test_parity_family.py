@@ -1,0 +1,139 @@
+"""With identical weights, our Conditional DETR and DAB-DETR R50 compute what
+mmdet 3.3.0's compute: every decoder layer's logits and boxes, every loss
+term, the gradients and the detections.
+
+Both models come from their own configs (mmdet's in its wheel, ours in
+configs/); mmdet's weights are copied into ours by the converter, after every
+all-zero weight (biases, DAB-DETR's last box layer) got small random values so
+that no term of the computation is trivially zero.
+"""
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+
+from detr_plugin.checkpoint_converters import (mmdet_to_plugin,
+                                               model_variant,
+                                               plugin_to_mmdet)
+from detr_test_utils import build_r50_pair, make_batch
+from test_parity_mmdet import CASES, assert_same_detections
+
+VARIANTS = {  # variant: detections per image (test_cfg.max_per_img)
+    'conditional_detr': 100,
+    'dab_detr': 300,
+}
+LOSS_KEYS = {f'{prefix}loss_{kind}'
+             for prefix in ['', 'd0.', 'd1.', 'd2.', 'd3.', 'd4.']
+             for kind in ['cls', 'bbox', 'iou']}
+
+
+@pytest.fixture(scope='module', params=list(VARIANTS))
+def models(request):
+    torch.manual_seed(0)
+    theirs, ours = build_r50_pair(request.param, fill_zeros=True)
+    # Dropout off for the comparison; BN is frozen in both configs.
+    return request.param, theirs.eval(), ours.eval()
+
+
+def test_converter_tells_the_variant_and_round_trips(models):
+    variant, theirs, ours = models
+    state = theirs.state_dict()
+    assert model_variant(state) == variant == model_variant(
+        ours.state_dict())
+    back = plugin_to_mmdet(mmdet_to_plugin(state))
+    assert list(back) == list(state)
+    assert set(mmdet_to_plugin(state)) == set(ours.state_dict())
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_raw_outputs_match(models, case):
+    _, theirs, ours = models
+    inputs, samples = make_batch(*CASES[case], seed=1)
+    with torch.no_grad():
+        their_logits, their_boxes = theirs._forward(inputs, samples)
+        our_logits, our_boxes = ours._forward(inputs, samples)
+    # sigmoid classifiers: 80 classes, no no-object column
+    assert our_logits.shape == their_logits.shape == (6, 2, 300, 80)
+    for layer in range(6):
+        assert (our_logits[layer] - their_logits[layer]).abs().max() < 1e-4
+        assert (our_boxes[layer] - their_boxes[layer]).abs().max() < 1e-4
+    # the layers refine: their boxes differ (DAB-DETR's anchors move)
+    assert (our_boxes[0] - our_boxes[-1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_every_loss_term_matches(models, case):
+    _, theirs, ours = models
+    inputs, samples = make_batch(*CASES[case], seed=2)
+    with torch.no_grad():
+        their_losses = theirs.loss(inputs, samples)
+        our_losses = ours.loss(inputs, samples)
+    assert set(their_losses) == LOSS_KEYS
+    # a sigmoid head has no no-object class: no cardinality_error
+    assert set(our_losses) == LOSS_KEYS | {'class_error'}
+    for key in LOSS_KEYS:
+        theirs_v, ours_v = float(their_losses[key]), float(our_losses[key])
+        assert abs(ours_v - theirs_v) <= 1e-4 * max(abs(theirs_v), 1e-6), \
+            (key, ours_v, theirs_v)
+    assert float(our_losses['loss_bbox']) > 0
+    assert float(our_losses['loss_iou']) > 0
+
+
+def test_gradients_match(models):
+    """The same gradient for every weight, e.g. DAB-DETR's refined anchors
+    pass gradient to the head's loss but not into the next layer. (Float
+    rounding differs where a gradient is zero in theory, e.g. attention key
+    biases: the tolerance has a floor at 1e-5 of the largest gradient.)"""
+    _, theirs, ours = models
+    inputs, samples = make_batch(*CASES['one+20'], seed=4)
+    for model in (theirs, ours):
+        model.zero_grad()
+        losses = model.loss(inputs, samples)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+    their_grads = mmdet_to_plugin(
+        {k: p.grad for k, p in theirs.named_parameters()
+         if p.grad is not None})
+    our_grads = {k: p.grad for k, p in ours.named_parameters()
+                 if p.grad is not None}
+    assert set(our_grads) == set(their_grads)
+    floor = 1e-5 * max(float(g.abs().max()) for g in their_grads.values())
+    for key, grad in our_grads.items():
+        scale = float(their_grads[key].abs().max())
+        assert (grad - their_grads[key]).abs().max() <= 1e-3 * scale + floor, \
+            key
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_detections_match(models, case):
+    """A random model scores its queries almost alike, so which of the
+    near-tied (query, class) pairs make the top-k is float rounding's
+    choice: the scores and labels must agree; the boxes are compared in
+    :func:`test_head_decodes_the_same_detections`."""
+    variant, theirs, ours = models
+    inputs, samples = make_batch(*CASES[case], seed=3)
+    with torch.no_grad():
+        their_preds = theirs.predict(inputs, [s.clone() for s in samples])
+        our_preds = ours.predict(inputs, [s.clone() for s in samples])
+    for their, our in zip(their_preds, our_preds):
+        t, o = their.pred_instances, our.pred_instances
+        assert len(o) == len(t) == VARIANTS[variant]
+        assert (o.scores - t.scores).abs().max() < 1e-5
+        assert sorted(o.labels.tolist()) == sorted(t.labels.tolist())
+
+
+def test_head_decodes_the_same_detections(models):
+    """Given the same decoder outputs and references with distinct scores
+    per query, the heads return the same boxes, labels and scores."""
+    variant, theirs, ours = models
+    _, samples = make_batch(*CASES['one+20'], seed=5)
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(6, 2, 300, 256, generator=gen)
+    refs = torch.rand(2, 300, 2, generator=gen) * 0.8 + 0.1
+    if variant == 'dab_detr':  # per layer, (cx, cy, w, h)
+        refs = torch.rand(6, 2, 300, 4, generator=gen) * 0.8 + 0.1
+    with torch.no_grad():
+        their_preds = theirs.bbox_head.predict(hidden, refs, samples)
+        our_preds = ours.bbox_head.predict(hidden, samples, references=refs)
+    wrap = [DetDataSample(pred_instances=p) for p in our_preds]
+    their_wrap = [DetDataSample(pred_instances=p) for p in their_preds]
+    assert_same_detections(wrap, their_wrap, VARIANTS[variant],
+                           ties_at_cutoff=True)
