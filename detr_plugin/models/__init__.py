@@ -1,5 +1,9 @@
 """DETR's modules, one idea per file; importing registers them."""
 from .attention import MultiheadAttention
+from .conditional_detr import (ConditionalAttention, ConditionalDETR,
+                               ConditionalDetrTransformerDecoder)
+from .dab_detr import (DABDETR, DabDetrTransformerDecoder,
+                       DabDetrTransformerEncoder)
 from .detr import DETR
 from .detr_head import DETRHead
 from .hungarian_assigner import HungarianAssigner, QueryMatches
@@ -12,6 +16,9 @@ from .transformer_layers import (BaseTransformerLayer, DetrTransformerDecoder,
                                  DetrTransformerEncoder)
 
 __all__ = [
+    'ConditionalAttention', 'ConditionalDETR',
+    'ConditionalDetrTransformerDecoder', 'DABDETR',
+    'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
     'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
     'FocalLossCost',
