@@ -29,10 +29,12 @@ def test_parity_gate_refuses_models_that_differ():
         benchmark.check_parity(theirs, ours, 'cpu')
 
 
-def test_json_holds_the_measured_ratios(tmp_path):
+@pytest.mark.parametrize('model', ['detr', 'dab_detr'])
+def test_json_holds_the_measured_ratios(tmp_path, model):
     out = tmp_path / 'out.json'
-    proc = run_tool(['benchmark.py', '--only', 'head_loss', '--repeats',
-                     '1', '--json', str(out)], str(tmp_path), timeout=600)
+    proc = run_tool(['benchmark.py', '--model', model, '--only', 'head_loss',
+                     '--repeats', '1', '--json', str(out)], str(tmp_path),
+                    timeout=600)
     assert 'parity check passed' in proc.stdout
     result = json.loads(out.read_text())
     seconds = result['head_loss_seconds']
@@ -40,4 +42,5 @@ def test_json_holds_the_measured_ratios(tmp_path):
     assert result['head_loss_speedup'] == pytest.approx(
         seconds['mmdet'] / seconds['plugin'], rel=0.01)
     assert result['device'] == 'cpu' and result['threads'] == 1
+    assert result['model'] == model
     assert 'inference_speedup' not in result  # not asked for

@@ -88,3 +88,11 @@ def test_tool_writes_a_png(setup, tmp_path):
     pixels = matplotlib.image.imread(str(out))
     assert pixels.shape[0] > 300 and pixels.shape[1] > 600
     assert pixels[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_a_model_without_kept_weights_is_refused_clearly():
+    from detr_plugin.apis.attention_maps import kept_weights
+    from detr_plugin.models import ConditionalAttention
+    with pytest.raises(TypeError, match='ConditionalAttention'):
+        with kept_weights(ConditionalAttention(32, 4)):
+            pass

@@ -1,13 +1,15 @@
 """Time this package's DETR against mmdet 3.3.0's DETR, side by side.
 
-Both R50 models are built from their configs with identical weights; before
+Both R50 models (``--model``: DETR by default, or a successor) are built
+from their configs with identical weights; before
 any timing the script checks that they compute the same losses and
 detections. Each measurement alternates the two implementations (A B A B ...)
 on the same inputs after a warm-up and reports medians; a speedup is mmdet's
 median time over ours, a memory ratio ours over mmdet's.
 
-    python tools/benchmark.py [--json out.json] [--device cpu|cuda] [--scaling]
-        [--only ITEM ...] [--repeats N]
+    python tools/benchmark.py [--model detr|conditional_detr|dab_detr]
+        [--json out.json] [--device cpu|cuda] [--scaling] [--only ITEM ...]
+        [--repeats N]
 
 ITEMs: head_loss transformer_train inference train_step amp_train_step
 (all by default) and scaling (the growth tables; also added by --scaling).
@@ -25,7 +27,8 @@ from typing import Callable, Dict, List
 
 import torch
 
-from detr_plugin.mmdet_reference import build_r50_pair, make_batch
+from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
+                                         make_batch)
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size
@@ -88,24 +91,46 @@ def check_parity(theirs, ours, device: str) -> None:
 
 
 # ------------------------------------------------------------- measurements
+def head_references(variant: str, batch: int, num_queries: int,
+                    gen: torch.Generator):
+    """Reference points a successor's head predicts relative to: None for
+    DETR; ``(B, Q, 2)`` for Conditional DETR; ``(6, B, Q, 4)`` anchors per
+    layer for DAB-DETR."""
+    if variant == 'conditional_detr':
+        return torch.rand(batch, num_queries, 2, generator=gen) * 0.8 + 0.1
+    if variant == 'dab_detr':
+        return torch.rand(6, batch, num_queries, 4, generator=gen) * 0.8 + 0.1
+    return None
+
+
 def bench_head_loss(theirs, ours, device, repeats, num_gts=20, batch=8,
-                    num_queries=100):
-    """Decoder outputs -> total loss (matching included) -> backward."""
+                    num_queries=None):
+    """Decoder outputs -> total loss (matching included) -> backward, with
+    the model's number of queries unless given."""
+    num_queries = num_queries or ours.num_queries
     _, samples = to_device(
         make_batch([(800, 1066)] * batch, [num_gts] * batch, seed=3), device)
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(6, batch, num_queries, 256, generator=gen)
     hidden = hidden.to(device)
-    heads = {'mmdet': theirs.bbox_head, 'plugin': ours.bbox_head}
+    refs = head_references(VARIANT, batch, num_queries, gen)
+    refs = None if refs is None else refs.to(device)
 
-    def run(head):
+    def run(name, head):
         def step():
             h = hidden.detach().requires_grad_()
-            total_loss(head.loss(h, samples)).backward()
+            if refs is None:
+                losses = head.loss(h, samples)
+            elif name == 'mmdet':  # mmdet's successors take them second
+                losses = head.loss(h, refs, samples)
+            else:
+                losses = head.loss(h, samples, references=refs)
+            total_loss(losses).backward()
         return step
 
-    return interleaved_medians({k: run(v) for k, v in heads.items()},
-                               repeats, 1, device)
+    return interleaved_medians(
+        {'mmdet': run('mmdet', theirs.bbox_head),
+         'plugin': run('plugin', ours.bbox_head)}, repeats, 1, device)
 
 
 def transformer_inputs(batch: int, tokens_hw, device):
@@ -200,7 +225,8 @@ def transformer_peak_memory(impl: str, tokens_hw, device: str) -> int:
     if device == 'cpu':
         out = subprocess.run(
             [sys.executable, __file__, '--memory-probe', impl,
-             '--tokens', f'{tokens_hw[0]}x{tokens_hw[1]}'],
+             '--tokens', f'{tokens_hw[0]}x{tokens_hw[1]}', '--model',
+             VARIANT],
             check=True, capture_output=True, text=True,
             # a fixed mmap threshold makes glibc return every large tensor's
             # memory at once, so the resident peak tracks live tensors
@@ -231,7 +257,7 @@ def _vm_kib(field: str) -> int:
 def memory_probe(impl: str, tokens: str) -> None:
     """Subprocess entry: print the transformer's peak extra bytes."""
     torch.set_num_threads(1)
-    theirs, ours = build_r50_pair()
+    theirs, ours = build_r50_pair(VARIANT)
     model = (theirs if impl == 'mmdet' else ours).eval()
     feat, samples = transformer_inputs(
         2, tuple(int(t) for t in tokens.split('x')), 'cpu')
@@ -249,12 +275,15 @@ def memory_probe(impl: str, tokens: str) -> None:
 
 # -------------------------------------------------------------------- main
 MODELS = ()
+VARIANT = 'detr'
 ITEMS = ('head_loss', 'transformer_train', 'inference', 'train_step',
          'amp_train_step', 'scaling')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', default='detr', choices=sorted(R50_CONFIGS),
+                        help='the DETR variant to compare with mmdet\'s')
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--json', help='write the results to this file')
     parser.add_argument('--repeats', type=int, default=5)
@@ -265,19 +294,21 @@ def main() -> None:
     parser.add_argument('--memory-probe', help=argparse.SUPPRESS)
     parser.add_argument('--tokens', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MODELS, VARIANT
+    VARIANT = args.model
     if args.memory_probe:
         return memory_probe(args.memory_probe, args.tokens)
 
     torch.manual_seed(0)
-    global MODELS
-    theirs, ours = build_r50_pair()
+    theirs, ours = build_r50_pair(VARIANT)
     theirs, ours = theirs.to(args.device), ours.to(args.device)
     MODELS = (theirs, ours)
     check_parity(theirs, ours, args.device)
     wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
                                              else set())
     want = wanted.__contains__
-    results = dict(device=args.device, threads=torch.get_num_threads(),
+    results = dict(model=VARIANT, device=args.device,
+                   threads=torch.get_num_threads(),
                    torch=torch.__version__)
     if args.device == 'cuda':
         results['gpu'] = torch.cuda.get_device_name()

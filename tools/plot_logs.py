@@ -1,7 +1,7 @@
 """Plot scalars that mmengine logged, for one or several runs.
 
     python tools/plot_logs.py WORK_DIR_OR_JSON [...] --keys loss loss_cls \
-        coco/bbox_mAP [--out curves.png] [--legend NAME ...]
+        coco/bbox_mAP [--out curves.png] [--legend NAME ...] [--x time]
 
 Each argument is a ``scalars.json`` (mmengine's ``LocalVisBackend`` log: one
 JSON dict per line, ``step`` = iteration for training lines, epoch (or
@@ -9,7 +9,8 @@ iteration, for iteration-based loops) for validation lines), a run folder
 ``<work_dir>/<timestamp>`` or a work dir. A work dir's runs
 (``<timestamp>/vis_data/scalars.json``) are joined in time order with
 resume semantics: a later run replaces the earlier records from its first
-step on. Writes one subplot per key, one line per run.
+step on. Writes one subplot per key, one line per run, against the logged
+step or, with ``--x time``, against training time (:func:`training_seconds`).
 """
 import argparse
 import glob
@@ -63,6 +64,37 @@ def series(records: Sequence[dict], key: str) -> Tuple[List[float],
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def training_seconds(records: Sequence[dict]) -> Dict[int, float]:
+    """Seconds of training up to each logged iteration: the logged
+    per-iteration ``time`` (``IterTimerHook``: data loading and the step;
+    validation excluded) times the iterations since the previous record,
+    summed. For an iteration-based loop, whose validation records are logged
+    at the iteration, this maps every step to training time."""
+    elapsed, last, total = {}, 0, 0.
+    for record in sorted((r for r in records if _is_train(r)),
+                         key=lambda r: r['step']):
+        total += record.get('time', 0.) * (record['step'] - last)
+        last = record['step']
+        elapsed[last] = total
+    return elapsed
+
+
+def at_training_seconds(records: Sequence[dict],
+                        steps: Sequence[float]) -> List[float]:
+    """:func:`training_seconds` at ``steps``, linear between records."""
+    elapsed = training_seconds(records)
+    known = sorted(elapsed.items())
+    times = []
+    for step in steps:
+        before = max(((s, t) for s, t in known if s <= step),
+                     default=(0, 0.))
+        after = min(((s, t) for s, t in known if s >= step), default=before)
+        span = after[0] - before[0]
+        times.append(before[1] if span == 0 else before[1] + (
+            after[1] - before[1]) * (step - before[0]) / span)
+    return times
+
+
 def x_label(records: Sequence[dict], key: str) -> str:
     """What ``step`` counts for ``key``: iterations for training scalars;
     for validation scalars epochs when the loop runs by epoch."""
@@ -92,12 +124,18 @@ def run_names(paths: Sequence[str]) -> List[str]:
 
 
 def plot_logs(paths: Sequence[str], keys: Sequence[str], out_file: str,
-              legend: Optional[Sequence[str]] = None) -> Dict[str, Dict[
+              legend: Optional[Sequence[str]] = None,
+              x: str = 'step') -> Dict[str, Dict[
                   str, Tuple[List[float], List[float]]]]:
     """Plot ``keys`` of the runs at ``paths`` into ``out_file``.
 
+    Args:
+        x: ``'step'`` (the logged iteration or epoch) or ``'time'``
+            (training seconds, :func:`at_training_seconds`; iteration-based
+            runs).
+
     Returns:
-        ``{key: {run name: (steps, values)}}`` of what was drawn.
+        ``{key: {run name: (x values, values)}}`` of what was drawn.
 
     Raises:
         KeyError: a key that no run logged (the message lists those logged).
@@ -125,10 +163,13 @@ def plot_logs(paths: Sequence[str], keys: Sequence[str], out_file: str,
             steps, values = series(records, key)
             if not steps:
                 continue
+            if x == 'time':
+                steps = at_training_seconds(records, steps)
             drawn[key][name] = (steps, values)
             ax.plot(steps, values, marker='o' if len(steps) < 30 else None,
                     markersize=3, label=name)
-            ax.set_xlabel(x_label(records, key))
+            ax.set_xlabel('training seconds' if x == 'time' else
+                          x_label(records, key))
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -150,12 +191,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', default='curves.png', help='PNG to write')
     parser.add_argument('--legend', nargs='+',
                         help='run names (default: from the paths)')
+    parser.add_argument('--x', choices=['step', 'time'], default='step',
+                        help='x axis: the logged step, or training seconds '
+                        '(iteration-based runs)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    drawn = plot_logs(args.paths, args.keys, args.out, args.legend)
+    drawn = plot_logs(args.paths, args.keys, args.out, args.legend, args.x)
     for key, runs in drawn.items():
         for name, (steps, values) in runs.items():
             print(f'{key} [{name}]: {len(steps)} points, last '

@@ -109,7 +109,8 @@ param_scheduler = [
          milestones=[int(0.8 * max_iters)], gamma=0.1)
 ]
 default_hooks = dict(
-    logger=dict(interval=50),
+    # validation metrics logged at their iteration (tools/plot_logs.py)
+    logger=dict(interval=50, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)
 # A fixed seed makes the demo's result repeatable on a given machine.

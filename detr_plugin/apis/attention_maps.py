@@ -49,7 +49,19 @@ class AttentionMaps:
 
 @contextmanager
 def kept_weights(*modules) -> Iterator[None]:
-    """Switch on ``keep_weights`` of attention ``modules`` for the block."""
+    """Switch on ``keep_weights`` of attention ``modules`` for the block.
+
+    Raises:
+        TypeError: a module cannot keep its weights (only DETR's
+            ``MultiheadAttention`` can; e.g. Conditional DETR's attentions
+            split each head into content and spatial halves).
+    """
+    unable = [type(m).__name__ for m in modules
+              if not hasattr(m, 'keep_weights')]
+    if unable:
+        raise TypeError(
+            f'attention maps need attentions that keep their weights '
+            f'(DETR\'s MultiheadAttention); this model has {unable}')
     before = [m.keep_weights for m in modules]
     for m in modules:
         m.keep_weights = True
