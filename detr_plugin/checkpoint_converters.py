@@ -60,17 +60,34 @@ _MMDET_FFN_BOX_BRANCH: PrefixRules = (
     ('bbox_head.reg_ffn.layers.1.', 'bbox_head.reg_mlp.layers.1.'),
     ('bbox_head.fc_reg.', 'bbox_head.reg_mlp.layers.2.'),
 )
+# Deformable DETR and DINO: mmcv's deformable attentions (no `.attn`), the
+# real ChannelMapper neck (same keys), a box branch per layer that is an
+# nn.Sequential (Linear, ReLU, Linear, ReLU, Linear; ours an MLP).
+_MMDET_DEFORMABLE: PrefixRules = (
+    ('encoder.layers.{i}.self_attn.', 'encoder.layers.{i}.attentions.0.'),
+    ('encoder.layers.{i}.ffn.', 'encoder.layers.{i}.ffns.0.'),
+    ('decoder.layers.{i}.ffn.', 'decoder.layers.{i}.ffns.0.'),
+    ('decoder.layers.{i}.self_attn.attn.', 'decoder.layers.{i}.attentions.0.'),
+    ('decoder.layers.{i}.cross_attn.', 'decoder.layers.{i}.attentions.1.'),
+    ('bbox_head.reg_branches.{i}.0.', 'bbox_head.reg_branches.{i}.layers.0.'),
+    ('bbox_head.reg_branches.{i}.2.', 'bbox_head.reg_branches.{i}.layers.1.'),
+    ('bbox_head.reg_branches.{i}.4.', 'bbox_head.reg_branches.{i}.layers.2.'),
+)
 MMDET_LAYOUTS: Dict[str, PrefixRules] = dict(
     detr=_MMDET_COMMON + _MMDET_DETR_DECODER + _MMDET_FFN_BOX_BRANCH,
     conditional_detr=_MMDET_COMMON + _MMDET_CONDITIONAL_DECODER +
     _MMDET_FFN_BOX_BRANCH,
     dab_detr=_MMDET_COMMON + _MMDET_CONDITIONAL_DECODER +
     (('bbox_head.fc_reg.', 'bbox_head.reg_mlp.'), ),
+    deformable_detr=_MMDET_DEFORMABLE,
+    dino=_MMDET_DEFORMABLE + (('decoder.norm.', 'decoder.post_norm.'), ),
 )
 MMDET_RULES = MMDET_LAYOUTS['detr']
 # A key that only the variant's layout has (mmdet's and ours alike), the
 # most specific first.
 _VARIANT_KEYS = (
+    ('dino', 'dn_query_generator.label_embedding.weight'),
+    ('deformable_detr', 'level_embed'),
     ('dab_detr', 'encoder.query_scale.layers.0.weight'),
     ('conditional_detr', 'decoder.ref_point_head.layers.0.weight'),
     ('detr', 'decoder.post_norm.weight'),
@@ -349,7 +366,9 @@ def num_classes_of(state_dict: Dict[str, Tensor],
                    variant: Optional[str] = None) -> int:
     """Classes of a converted state dict's head: DETR's softmax classifier
     has a no-object row, its successors' sigmoid classifiers have none."""
-    rows = state_dict['bbox_head.fc_cls.bias'].shape[0]
+    key = 'bbox_head.fc_cls.bias' if 'bbox_head.fc_cls.bias' in state_dict \
+        else 'bbox_head.cls_branches.0.bias'  # one classifier per layer
+    rows = state_dict[key].shape[0]
     return rows - ((variant or model_variant(state_dict)) == 'detr')
 
 

@@ -26,6 +26,12 @@ R50_CONFIGS = dict(
         'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py'),
     dab_detr=('dab_detr/dab-detr_r50_8xb2-50e_coco.py',
               'dab_detr/dab-detr_r50_8xb2-50e_coco.py'),
+    **{f'deformable_detr{option}': (
+        f'deformable_detr/deformable-detr{option.replace("_", "-")}'
+        '_r50_16xb2-50e_coco.py',
+        f'deformable_detr/deformable-detr{option.replace("_", "-")}'
+        '_r50_16xb2-50e_coco.py')
+       for option in ('', '_refine', '_refine_twostage')},
 )
 
 
@@ -76,6 +82,19 @@ def build_mmdet_model(path: str) -> nn.Module:
     return _init_quietly(model)
 
 
+def train_without_dropout(model: nn.Module) -> nn.Module:
+    """Training mode (the losses of two-stage proposals and denoising
+    queries exist only there) with every dropout off, so that two models'
+    losses can be compared number for number."""
+    from mmcv.cnn.bricks.transformer import MultiheadAttention as MMCVMHA
+    model.train()
+    for module in model.modules():
+        if isinstance(module, (nn.Dropout, nn.MultiheadAttention, MMCVMHA)) \
+                or isinstance(getattr(module, 'attn_drop', None), float):
+            module.eval()  # ours: attn_drop is applied in training only
+    return model
+
+
 def fill_zero_weights(model: nn.Module, seed: int = 0,
                       std: float = 0.02) -> nn.Module:
     """Give every all-zero parameter (zero-initialized biases, DAB-DETR's
@@ -100,8 +119,7 @@ def build_r50_pair(variant: str = 'detr', fill_zeros: bool = False
     if fill_zeros:
         fill_zero_weights(theirs)
     ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, our_config))
-    ours.load_state_dict(mmdet_to_plugin(theirs.state_dict(), variant),
-                         strict=True)
+    ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
     return theirs, ours
 
 

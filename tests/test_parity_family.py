@@ -1,6 +1,7 @@
-"""With identical weights, our Conditional DETR and DAB-DETR R50 compute what
-mmdet 3.3.0's compute: every decoder layer's logits and boxes, every loss
-term, the gradients and the detections.
+"""With identical weights, our Conditional DETR, DAB-DETR and Deformable DETR
+(plain, refine, refine + two-stage) R50 compute what mmdet 3.3.0's compute:
+every decoder layer's logits and boxes, every loss term, the gradients and
+the detections.
 
 Both models come from their own configs (mmdet's in its wheel, ours in
 configs/); mmdet's weights are copied into ours by the converter, after every
@@ -14,16 +15,38 @@ from mmdet.structures import DetDataSample
 from detr_plugin.checkpoint_converters import (mmdet_to_plugin,
                                                model_variant,
                                                plugin_to_mmdet)
+from detr_plugin.mmdet_reference import train_without_dropout
 from detr_test_utils import build_r50_pair, make_batch
 from test_parity_mmdet import CASES, assert_same_detections
 
-VARIANTS = {  # variant: detections per image (test_cfg.max_per_img)
-    'conditional_detr': 100,
-    'dab_detr': 300,
+# variant: detections per image (test_cfg.max_per_img), the references the
+# head takes (2-D points for every layer, DAB's 4-D anchor per layer, or one
+# per layer) and its loss terms beyond every decoder layer's
+VARIANTS = {
+    'conditional_detr': (100, 'points', ()),
+    'dab_detr': (300, 'anchors', ()),
+    'deformable_detr': (100, 'per_layer_points', ()),
+    'deformable_detr_refine': (100, 'per_layer_boxes', ()),
+    'deformable_detr_refine_twostage': (
+        100, 'per_layer_boxes', ('enc_loss_cls', 'enc_loss_bbox',
+                                 'enc_loss_iou')),
 }
 LOSS_KEYS = {f'{prefix}loss_{kind}'
              for prefix in ['', 'd0.', 'd1.', 'd2.', 'd3.', 'd4.']
              for kind in ['cls', 'bbox', 'iou']}
+
+
+def head_references(kind, gen):
+    """References of the kind a variant's head takes, batch 2, 300
+    queries, 6 layers, inside (0.1, 0.9)."""
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen) * 0.8 + 0.1
+    if kind == 'points':
+        return rand(2, 300, 2)
+    if kind == 'anchors':
+        return rand(6, 2, 300, 4)
+    return [rand(2, 300, 2 if kind == 'per_layer_points' else 4)
+            for _ in range(6)]
 
 
 @pytest.fixture(scope='module', params=list(VARIANTS))
@@ -37,7 +60,8 @@ def models(request):
 def test_converter_tells_the_variant_and_round_trips(models):
     variant, theirs, ours = models
     state = theirs.state_dict()
-    assert model_variant(state) == variant == model_variant(
+    layout = variant.split('_refine')[0]  # refine/two-stage: same keys
+    assert model_variant(state) == layout == model_variant(
         ours.state_dict())
     back = plugin_to_mmdet(mmdet_to_plugin(state))
     assert list(back) == list(state)
@@ -62,15 +86,19 @@ def test_raw_outputs_match(models, case):
 
 @pytest.mark.parametrize('case', CASES)
 def test_every_loss_term_matches(models, case):
-    _, theirs, ours = models
+    variant, theirs, ours = models
+    keys = LOSS_KEYS | set(VARIANTS[variant][2])
     inputs, samples = make_batch(*CASES[case], seed=2)
+    # training mode: two-stage proposals are scored only there
+    train_without_dropout(theirs), train_without_dropout(ours)
     with torch.no_grad():
         their_losses = theirs.loss(inputs, samples)
         our_losses = ours.loss(inputs, samples)
-    assert set(their_losses) == LOSS_KEYS
+    theirs.eval(), ours.eval()
+    assert set(their_losses) == keys
     # a sigmoid head has no no-object class: no cardinality_error
-    assert set(our_losses) == LOSS_KEYS | {'class_error'}
-    for key in LOSS_KEYS:
+    assert set(our_losses) == keys | {'class_error'}
+    for key in keys:
         theirs_v, ours_v = float(their_losses[key]), float(our_losses[key])
         assert abs(ours_v - theirs_v) <= 1e-4 * max(abs(theirs_v), 1e-6), \
             (key, ours_v, theirs_v)
@@ -86,9 +114,10 @@ def test_gradients_match(models):
     _, theirs, ours = models
     inputs, samples = make_batch(*CASES['one+20'], seed=4)
     for model in (theirs, ours):
-        model.zero_grad()
+        train_without_dropout(model).zero_grad()
         losses = model.loss(inputs, samples)
         sum(v for k, v in losses.items() if 'loss' in k).backward()
+        model.eval()
     their_grads = mmdet_to_plugin(
         {k: p.grad for k, p in theirs.named_parameters()
          if p.grad is not None})
@@ -115,7 +144,7 @@ def test_detections_match(models, case):
         our_preds = ours.predict(inputs, [s.clone() for s in samples])
     for their, our in zip(their_preds, our_preds):
         t, o = their.pred_instances, our.pred_instances
-        assert len(o) == len(t) == VARIANTS[variant]
+        assert len(o) == len(t) == VARIANTS[variant][0]
         assert (o.scores - t.scores).abs().max() < 1e-5
         assert sorted(o.labels.tolist()) == sorted(t.labels.tolist())
 
@@ -127,13 +156,11 @@ def test_head_decodes_the_same_detections(models):
     _, samples = make_batch(*CASES['one+20'], seed=5)
     gen = torch.Generator().manual_seed(5)
     hidden = torch.randn(6, 2, 300, 256, generator=gen)
-    refs = torch.rand(2, 300, 2, generator=gen) * 0.8 + 0.1
-    if variant == 'dab_detr':  # per layer, (cx, cy, w, h)
-        refs = torch.rand(6, 2, 300, 4, generator=gen) * 0.8 + 0.1
+    refs = head_references(VARIANTS[variant][1], gen)
     with torch.no_grad():
         their_preds = theirs.bbox_head.predict(hidden, refs, samples)
         our_preds = ours.bbox_head.predict(hidden, samples, references=refs)
     wrap = [DetDataSample(pred_instances=p) for p in our_preds]
     their_wrap = [DetDataSample(pred_instances=p) for p in their_preds]
-    assert_same_detections(wrap, their_wrap, VARIANTS[variant],
+    assert_same_detections(wrap, their_wrap, VARIANTS[variant][0],
                            ties_at_cutoff=True)

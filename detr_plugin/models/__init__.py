@@ -4,6 +4,10 @@ from .conditional_detr import (ConditionalAttention, ConditionalDETR,
                                ConditionalDetrTransformerDecoder)
 from .dab_detr import (DABDETR, DabDetrTransformerDecoder,
                        DabDetrTransformerEncoder)
+from .deformable_attention import DeformableAttention
+from .deformable_detr import (DeformableDETR, DeformableDETRHead,
+                              DeformableDetrTransformerDecoder,
+                              DeformableDetrTransformerEncoder)
 from .detr import DETR
 from .detr_head import DETRHead
 from .hungarian_assigner import HungarianAssigner, QueryMatches
@@ -19,6 +23,8 @@ __all__ = [
     'ConditionalAttention', 'ConditionalDETR',
     'ConditionalDetrTransformerDecoder', 'DABDETR',
     'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
+    'DeformableAttention', 'DeformableDETR', 'DeformableDETRHead',
+    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerEncoder',
     'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
     'FocalLossCost',

@@ -108,12 +108,14 @@ class DETR(DetectionTransformer):
         if not self.with_neck:
             channels = self.backbone_channels or self.backbone.feat_dim
             self.input_proj = nn.Conv2d(channels, self.embed_dims, 1)
-        self.query_embedding = nn.Embedding(self.num_queries,
-                                            self.query_embedding_dims)
+        if self.query_embedding_dims:
+            self.query_embedding = nn.Embedding(self.num_queries,
+                                                self.query_embedding_dims)
 
     @property
     def query_embedding_dims(self) -> int:
-        """Width of a learned query (``D``; DAB-DETR: 4, an anchor box)."""
+        """Width of a learned query (``D``; DAB-DETR: 4, an anchor box; 0:
+        the queries are not learned embeddings)."""
         return self.embed_dims
 
     def init_weights(self) -> None:

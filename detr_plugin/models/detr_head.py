@@ -180,20 +180,35 @@ class DETRHead(BaseModule):
             ``cardinality_error`` (mean over images of |non-no-object
             predictions - boxes|).
         """
-        num_layers, batch, num_queries = cls_logits.shape[:3]
         targets = BatchedTargets.from_instances(
             batch_gt_instances, batch_img_metas, cls_logits.device)
         matches = self.assigner.assign(cls_logits, box_preds, targets)
+        losses = self.named_losses(
+            *self.set_losses(cls_logits, box_preds, targets, matches))
+        losses.update(self._logged_errors(cls_logits[-1], targets, matches))
+        return losses
+
+    def set_losses(self, cls_logits: Tensor, box_preds: Tensor,
+                   targets: BatchedTargets, matches: QueryMatches
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(L,)`` classification, L1 and GIoU losses of each layer's
+        predictions ``(L, B, Q, ·)`` given their matches to ``targets``."""
         loss_cls = self._classification_loss(cls_logits, targets, matches)
         loss_bbox, loss_iou = self._box_losses(box_preds, targets, matches,
-                                               num_layers)
+                                               cls_logits.size(0))
+        return loss_cls, loss_bbox, loss_iou
+
+    @staticmethod
+    def named_losses(loss_cls: Tensor, loss_bbox: Tensor, loss_iou: Tensor,
+                     kind: str = 'loss') -> Dict[str, Tensor]:
+        """``{kind}_cls``, ``{kind}_bbox``, ``{kind}_iou`` of the last layer
+        and ``d{i}.{kind}_*`` of the others (mmdet's names)."""
         losses = {}
-        for layer in range(num_layers):
-            prefix = '' if layer == num_layers - 1 else f'd{layer}.'
-            losses[prefix + 'loss_cls'] = loss_cls[layer]
-            losses[prefix + 'loss_bbox'] = loss_bbox[layer]
-            losses[prefix + 'loss_iou'] = loss_iou[layer]
-        losses.update(self._logged_errors(cls_logits[-1], targets, matches))
+        for layer in range(len(loss_cls)):
+            prefix = '' if layer == len(loss_cls) - 1 else f'd{layer}.'
+            for name, value in (('cls', loss_cls), ('bbox', loss_bbox),
+                                ('iou', loss_iou)):
+                losses[f'{prefix}{kind}_{name}'] = value[layer]
         return losses
 
     def _class_targets(self, cls_logits: Tensor, targets: BatchedTargets,

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, ModuleList
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..registry import MODELS
 
@@ -199,7 +199,8 @@ class DetrTransformerDecoder(BaseModule):
     Args:
         num_layers: number of layers.
         layer_cfg: config of every layer (``BaseTransformerLayer``).
-        post_norm_cfg: the final norm shared by every layer's output.
+        post_norm_cfg: the final norm shared by every layer's output (None:
+            none, as Deformable DETR).
         return_intermediate: return every layer's output (for the auxiliary
             losses) or only the last one.
     """
@@ -207,13 +208,14 @@ class DetrTransformerDecoder(BaseModule):
     def __init__(self,
                  num_layers: int,
                  layer_cfg: dict,
-                 post_norm_cfg: dict = dict(type='LN'),
+                 post_norm_cfg: Optional[dict] = dict(type='LN'),
                  return_intermediate: bool = True,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.layers = _build_layers(num_layers, layer_cfg)
         self.embed_dims = self.layers[0].embed_dims
-        self.post_norm = build_norm_layer(post_norm_cfg, self.embed_dims)[1]
+        self.post_norm = nn.Identity() if post_norm_cfg is None else \
+            build_norm_layer(post_norm_cfg, self.embed_dims)[1]
         self.return_intermediate = return_intermediate
 
     def forward(self, query: Tensor, key: Tensor, query_pos: Tensor,
