@@ -32,6 +32,8 @@ R50_CONFIGS = dict(
         f'deformable_detr/deformable-detr{option.replace("_", "-")}'
         '_r50_16xb2-50e_coco.py')
        for option in ('', '_refine', '_refine_twostage')},
+    dino=('dino/dino-4scale_r50_8xb2-12e_coco.py',
+          'dino/dino-4scale_r50_8xb2-12e_coco.py'),
 )
 
 

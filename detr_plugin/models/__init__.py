@@ -9,6 +9,7 @@ from .deformable_detr import (DeformableDETR, DeformableDETRHead,
                               DeformableDetrTransformerDecoder,
                               DeformableDetrTransformerEncoder)
 from .detr import DETR
+from .dino import DINO, DINOHead, DinoTransformerDecoder
 from .detr_head import DETRHead
 from .hungarian_assigner import HungarianAssigner, QueryMatches
 from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
@@ -25,7 +26,7 @@ __all__ = [
     'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
     'DeformableAttention', 'DeformableDETR', 'DeformableDETRHead',
     'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerEncoder',
-    'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
+    'DINO', 'DINOHead', 'DinoTransformerDecoder', 'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
     'FocalLossCost',
     'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',

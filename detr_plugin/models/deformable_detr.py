@@ -100,6 +100,12 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
     """Layers of self-attention and deformable cross-attention around each
     query's reference point, optionally refined layer by layer."""
 
+    # the head sees each layer's refined reference detached (DINO: with its
+    # gradient, "look forward twice"); eps of the refinement's
+    # inverse_sigmoid
+    look_forward_twice = False
+    refine_eps = 1e-5
+
     def forward(self, query: Tensor, query_pos: Tensor, value: Tensor,
                 key_padding_mask: Optional[Tensor], reference_points: Tensor,
                 valid_ratios: Tensor,
@@ -122,26 +128,36 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
             reference becomes 4-D once refined).
         """
         outputs, layer_references = [], []
+        head_reference = reference_points
         for i, layer in enumerate(self.layers):
-            layer_references.append(reference_points)
-            query = layer(query, value=value, query_pos=self.query_pos(
-                              query_pos, reference_points, valid_ratios),
+            layer_references.append(head_reference)
+            scaled = scaled_references(reference_points, valid_ratios)
+            query = layer(query, value=value,
+                          query_pos=self.query_pos(query_pos, scaled),
                           key_padding_mask=key_padding_mask,
-                          reference_points=scaled_references(
-                              reference_points, valid_ratios), **kwargs)
+                          reference_points=scaled, **kwargs)
             if reg_branches is not None:
-                reference_points = refine(reg_branches[i](query),
-                                          reference_points).detach()
+                refined = refine(reg_branches[i](query), reference_points,
+                                 self.refine_eps)
+                reference_points = refined.detach()
+                head_reference = refined if self.look_forward_twice else \
+                    reference_points
             outputs.append(self.post_norm(query))
         if not self.return_intermediate:
             outputs, layer_references = outputs[-1:], layer_references[-1:]
         return torch.stack(outputs), layer_references
 
-    def query_pos(self, query_pos: Tensor, reference_points: Tensor,
-                  valid_ratios: Tensor) -> Tensor:
+    def query_pos(self, query_pos: Tensor, scaled_references: Tensor
+                  ) -> Tensor:
         """The queries' positions at a layer (DINO derives them from the
-        reference points)."""
+        ``(B, Q, L, R)`` references)."""
         return query_pos
+
+
+def gather_queries(values: Tensor, index: Tensor) -> Tensor:
+    """``values[b, index[b]]``: ``(B, S, C)`` and ``(B, Q)`` -> ``(B, Q,
+    C)``."""
+    return values.gather(1, index[..., None].expand(-1, -1, values.size(-1)))
 
 
 def refine(box_deltas: Tensor, references: Tensor,
@@ -195,10 +211,12 @@ class DeformableDETR(DETR):
         if self.as_two_stage:
             self.memory_trans_fc = nn.Linear(dims, dims)
             self.memory_trans_norm = nn.LayerNorm(dims)
-            self.pos_trans_fc = nn.Linear(2 * dims, 2 * dims)
-            self.pos_trans_norm = nn.LayerNorm(2 * dims)
         else:
             self.reference_points_fc = nn.Linear(dims, 2)
+        if self.as_two_stage and not self.query_embedding_dims:
+            # queries and positions from the proposals' sine encoding
+            self.pos_trans_fc = nn.Linear(2 * dims, 2 * dims)
+            self.pos_trans_norm = nn.LayerNorm(2 * dims)
 
     def init_weights(self) -> None:
         """DETR's, then mmcv's initialization of the deformable attentions
@@ -270,16 +288,9 @@ class DeformableDETR(DETR):
         batch, dims = memory.size(0), self.embed_dims
         head_inputs = {}
         if self.as_two_stage:
-            proposal_memory, proposals = self.encoder_proposals(
-                memory, memory_mask, spatial_shapes)
-            num_layers = len(self.decoder.layers)
-            scores = self.bbox_head.cls_branches[num_layers](proposal_memory)
-            boxes = self.bbox_head.reg_branches[num_layers](
-                proposal_memory) + proposals  # before the sigmoid
-            top = scores[..., 0].topk(self.num_queries, dim=1)[1]
-            top_boxes = boxes.gather(
-                1, top[..., None].expand(-1, -1, 4)).detach()
-            references = top_boxes.sigmoid()
+            scores, boxes, top = self.top_proposals(memory, memory_mask,
+                                                    spatial_shapes)
+            references = gather_queries(boxes, top).detach().sigmoid()
             # the boxes' sine encoding in (x, y, w, h) order
             pos = coordinate_to_encoding(references[..., [1, 0, 2, 3]],
                                          dims // 2)
@@ -294,6 +305,31 @@ class DeformableDETR(DETR):
             references = self.reference_points_fc(query_pos).sigmoid()
         return dict(query=query, query_pos=query_pos, memory=memory,
                     reference_points=references), head_inputs
+
+    def top_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
+                      spatial_shapes: Tensor) -> Tuple[Tensor, Tensor,
+                                                       Tensor]:
+        """Score and refine every encoder proposal with the extra head
+        branch; the ``num_queries`` best.
+
+        Returns:
+            Scores ``(B, S, C)``, boxes before their sigmoid ``(B, S, 4)``,
+            and the indices of the best ``(B, Q)`` (by
+            :meth:`proposal_score`).
+        """
+        proposal_memory, proposals = self.encoder_proposals(
+            memory, memory_mask, spatial_shapes)
+        branch = len(self.decoder.layers)  # the branch after the layers'
+        scores = self.bbox_head.cls_branches[branch](proposal_memory)
+        boxes = self.bbox_head.reg_branches[branch](proposal_memory) + \
+            proposals
+        top = self.proposal_score(scores).topk(self.num_queries, dim=1)[1]
+        return scores, boxes, top
+
+    @staticmethod
+    def proposal_score(scores: Tensor) -> Tensor:
+        """``(B, S)`` ranking of proposals: the object logit (binary)."""
+        return scores[..., 0]
 
     def encoder_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
                           spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
