@@ -6,6 +6,7 @@ the mmdet converter, so any difference between them is a difference in code.
 """
 import logging
 import os.path as osp
+from contextlib import contextmanager
 from typing import Sequence, Tuple
 
 import torch
@@ -95,6 +96,28 @@ def train_without_dropout(model: nn.Module) -> nn.Module:
                 or isinstance(getattr(module, 'attn_drop', None), float):
             module.eval()  # ours: attn_drop is applied in training only
     return model
+
+
+@contextmanager
+def same_proposal_ranking(theirs, ours):
+    """Two-stage models: our top-k picks the proposals mmdet's scores rank
+    first. The scores agree to ~1e-6, but of ~1,000 proposals some score
+    within that of each other, so float rounding alone can swap two in the
+    top-k order -- and a query's proposal. mmdet's model must run first in
+    the block (its proposal scores are read by a forward hook)."""
+    if not getattr(ours, 'as_two_stage', False):
+        yield
+        return
+    seen = {}
+    hook = theirs.bbox_head.cls_branches[-1].register_forward_hook(
+        lambda module, args, scores: seen.update(scores=scores.detach()))
+    ours.proposal_score = lambda scores: type(ours).proposal_score(
+        seen['scores'])
+    try:
+        yield
+    finally:
+        hook.remove()
+        del ours.proposal_score
 
 
 def fill_zero_weights(model: nn.Module, seed: int = 0,

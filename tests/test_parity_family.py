@@ -13,8 +13,6 @@ configs/); mmdet's weights are copied into ours by the converter, after every
 all-zero weight (biases, DAB-DETR's last box layer) got small random values so
 that no term of the computation is trivially zero.
 """
-from contextlib import contextmanager
-
 import pytest
 import torch
 from mmdet.structures import DetDataSample
@@ -22,7 +20,8 @@ from mmdet.structures import DetDataSample
 from detr_plugin.checkpoint_converters import (mmdet_to_plugin,
                                                model_variant,
                                                plugin_to_mmdet)
-from detr_plugin.mmdet_reference import train_without_dropout
+from detr_plugin.mmdet_reference import (same_proposal_ranking,
+                                         train_without_dropout)
 from detr_test_utils import build_r50_pair, make_batch
 from test_parity_mmdet import CASES, assert_same_detections
 
@@ -46,28 +45,6 @@ VARIANTS = {
 LOSS_KEYS = {f'{prefix}loss_{kind}'
              for prefix in ['', 'd0.', 'd1.', 'd2.', 'd3.', 'd4.']
              for kind in ['cls', 'bbox', 'iou']}
-
-
-@contextmanager
-def same_proposal_ranking(theirs, ours):
-    """Two-stage models: our top-k picks the proposals mmdet's scores rank
-    first. The scores agree to ~1e-6, but of ~1,000 proposals some score
-    within that of each other, so float rounding alone can swap two in the
-    top-k order -- and a query's proposal. mmdet's model must run first in
-    the block (its proposal scores are read by a forward hook)."""
-    if not getattr(ours, 'as_two_stage', False):
-        yield
-        return
-    seen = {}
-    hook = theirs.bbox_head.cls_branches[-1].register_forward_hook(
-        lambda module, args, scores: seen.update(scores=scores.detach()))
-    ours.proposal_score = lambda scores: type(ours).proposal_score(
-        seen['scores'])
-    try:
-        yield
-    finally:
-        hook.remove()
-        del ours.proposal_score
 
 
 def head_references(kind, gen):

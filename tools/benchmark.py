@@ -28,7 +28,8 @@ from typing import Callable, Dict, List
 import torch
 
 from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
-                                         make_batch)
+                                         make_batch, same_proposal_ranking,
+                                         train_without_dropout)
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size
@@ -71,10 +72,17 @@ def check_parity(theirs, ours, device: str) -> None:
     """Refuse to time models that compute different things."""
     inputs, samples = to_device(
         make_batch(TRAIN_SHAPES, [7, 3], seed=11), device)
-    theirs.eval(), ours.eval()
-    with torch.no_grad():
+    # training mode without dropout (two-stage and denoising losses exist
+    # only in training), the same denoising noise (seeded), the same
+    # proposal order
+    train_without_dropout(theirs), train_without_dropout(ours)
+    with torch.no_grad(), same_proposal_ranking(theirs, ours):
+        torch.manual_seed(0)
         their_losses = theirs.loss(inputs, samples)
+        torch.manual_seed(0)
         our_losses = ours.loss(inputs, samples)
+    theirs.eval(), ours.eval()
+    with torch.no_grad(), same_proposal_ranking(theirs, ours):
         their_pred = theirs.predict(inputs, copy.deepcopy(samples))
         our_pred = ours.predict(inputs, copy.deepcopy(samples))
     for key, value in their_losses.items():
@@ -91,16 +99,41 @@ def check_parity(theirs, ours, device: str) -> None:
 
 
 # ------------------------------------------------------------- measurements
-def head_references(variant: str, batch: int, num_queries: int,
-                    gen: torch.Generator):
-    """Reference points a successor's head predicts relative to: None for
-    DETR; ``(B, Q, 2)`` for Conditional DETR; ``(6, B, Q, 4)`` anchors per
-    layer for DAB-DETR."""
+def head_loss_inputs(variant: str, batch: int, num_queries: int,
+                     num_gts: int, samples, gen: torch.Generator) -> dict:
+    """Keyword inputs of a head's ``loss`` (mmdet's and ours take the same
+    names): random decoder outputs of 6 layers and what the variant's head
+    also takes -- reference points (Conditional: ``(B, Q, 2)``; DAB:
+    anchors per layer; Deformable/DINO: a box per layer), DINO's 900
+    matching queries plus denoising groups of 20 boxes (as many as fit in
+    100 positives) and its proposals' scores and boxes."""
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen) * 0.8 + 0.1
+    num_dn = 0
+    extra = {}
+    if variant == 'dino':
+        groups = max(100 // num_gts, 1)
+        num_dn = 2 * groups * num_gts
+        extra = dict(enc_outputs_class=torch.randn(batch, num_queries, 80,
+                                                   generator=gen),
+                     enc_outputs_coord=rand(batch, num_queries, 4),
+                     dn_meta=dict(num_denoising_queries=num_dn,
+                                  num_denoising_groups=groups))
+    total = num_dn + num_queries
+    hidden = torch.randn(6, batch, total, 256, generator=gen)
     if variant == 'conditional_detr':
-        return torch.rand(batch, num_queries, 2, generator=gen) * 0.8 + 0.1
-    if variant == 'dab_detr':
-        return torch.rand(6, batch, num_queries, 4, generator=gen) * 0.8 + 0.1
-    return None
+        extra['references'] = rand(batch, total, 2)
+    elif variant == 'dab_detr':
+        extra['references'] = rand(6, batch, total, 4)
+    elif variant.startswith(('deformable_detr', 'dino')):
+        extra['references'] = [rand(batch, total, 4) for _ in range(6)]
+    if variant.startswith('deformable_detr') and 'twostage' in variant:
+        extra.update(enc_outputs_class=torch.randn(batch, 5000, 80,
+                                                   generator=gen),
+                     enc_outputs_coord=rand(batch, 5000, 4))
+    elif variant.startswith('deformable_detr'):
+        extra.update(enc_outputs_class=None, enc_outputs_coord=None)
+    return dict(hidden_states=hidden, batch_data_samples=samples, **extra)
 
 
 def bench_head_loss(theirs, ours, device, repeats, num_gts=20, batch=8,
@@ -110,27 +143,30 @@ def bench_head_loss(theirs, ours, device, repeats, num_gts=20, batch=8,
     num_queries = num_queries or ours.num_queries
     _, samples = to_device(
         make_batch([(800, 1066)] * batch, [num_gts] * batch, seed=3), device)
-    gen = torch.Generator().manual_seed(0)
-    hidden = torch.randn(6, batch, num_queries, 256, generator=gen)
-    hidden = hidden.to(device)
-    refs = head_references(VARIANT, batch, num_queries, gen)
-    refs = None if refs is None else refs.to(device)
+    inputs = head_loss_inputs(VARIANT, batch, num_queries, num_gts, samples,
+                              torch.Generator().manual_seed(0))
+    inputs = {k: to_device_tree(v, device) for k, v in inputs.items()}
 
-    def run(name, head):
+    def run(head):
         def step():
-            h = hidden.detach().requires_grad_()
-            if refs is None:
-                losses = head.loss(h, samples)
-            elif name == 'mmdet':  # mmdet's successors take them second
-                losses = head.loss(h, refs, samples)
-            else:
-                losses = head.loss(h, samples, references=refs)
-            total_loss(losses).backward()
+            hidden = inputs['hidden_states'].detach().requires_grad_()
+            total_loss(head.loss(**dict(inputs, hidden_states=hidden))
+                       ).backward()
         return step
 
     return interleaved_medians(
-        {'mmdet': run('mmdet', theirs.bbox_head),
-         'plugin': run('plugin', ours.bbox_head)}, repeats, 1, device)
+        {'mmdet': run(theirs.bbox_head), 'plugin': run(ours.bbox_head)},
+        repeats, 1, device)
+
+
+def to_device_tree(value, device):
+    """Tensors (also in lists) to ``device``; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list) and value and \
+            isinstance(value[0], torch.Tensor):
+        return [v.to(device) for v in value]
+    return value
 
 
 def transformer_inputs(batch: int, tokens_hw, device):
