@@ -6,13 +6,10 @@ the mmdet converter, so any difference between them is a difference in code.
 """
 import logging
 import os.path as osp
-from typing import Sequence, Tuple
+from typing import Tuple
 
-import torch
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData
 from torch import nn
 
 REPO_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
@@ -74,46 +71,3 @@ def build_r50_pair() -> Tuple[nn.Module, nn.Module]:
     ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, 'detr_r50_8xb2.py'))
     ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
     return theirs, ours
-
-
-def random_boxes(num: int, height: int, width: int,
-                 generator: torch.Generator) -> torch.Tensor:
-    """``(num, 4)`` valid xyxy boxes inside a ``height x width`` image."""
-    xy = torch.rand(num, 2, generator=generator) * torch.tensor(
-        [width * 0.7, height * 0.7])
-    wh = (torch.rand(num, 2, generator=generator) * 0.3 + 0.05) * \
-        torch.tensor([width, height])
-    return torch.cat([xy, xy + wh], dim=1)
-
-
-def make_batch(img_shapes: Sequence[Tuple[int, int]],
-               num_gts: Sequence[int],
-               num_classes: int = 80,
-               seed: int = 0):
-    """Normalised inputs padded to one shape, and their data samples.
-
-    Args:
-        img_shapes: ``(h, w)`` of each image before padding.
-        num_gts: boxes per image.
-
-    Returns:
-        ``inputs`` ``(B, 3, H, W)`` and a list of ``DetDataSample`` with
-        ``gt_instances`` (xyxy pixel boxes, labels) and the metainfo the
-        detector reads (``img_shape``, ``batch_input_shape``,
-        ``scale_factor``, ``ori_shape``).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    pad_h = max(h for h, _ in img_shapes)
-    pad_w = max(w for _, w in img_shapes)
-    inputs = torch.zeros(len(img_shapes), 3, pad_h, pad_w)
-    samples = []
-    for i, ((h, w), n) in enumerate(zip(img_shapes, num_gts)):
-        inputs[i, :, :h, :w] = torch.randn(3, h, w, generator=generator)
-        sample = DetDataSample(metainfo=dict(
-            img_id=i, img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-            batch_input_shape=(pad_h, pad_w), scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=random_boxes(n, h, w, generator),
-            labels=torch.randint(0, num_classes, (n, ), generator=generator))
-        samples.append(sample)
-    return inputs, samples

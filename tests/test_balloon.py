@@ -9,19 +9,13 @@ import os.path as osp
 
 import pytest
 import torch
-from coco_data_utils import coco_data_overrides
-from detr_test_utils import (BALLOON_ROOT, CONFIG_DIR, build_plugin_model,
-                             tiny_config)
+from helpers.configs import CONFIG_DIR, DETR_R50, data_overrides, tiny_config
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from detr_plugin.checkpoint_converters import plugin_to_mmdet
-
-pytestmark = pytest.mark.skipif(
-    not osp.isdir(BALLOON_ROOT),
-    reason=f'the balloon set is not at {BALLOON_ROOT} (tests only use it '
-    'when present)')
+from detr_plugin.mmdet_reference import build_plugin_model
 
 SIZE = (256, 256)
 
@@ -34,11 +28,12 @@ class SnapshotAfterLoad(Hook):
                       runner.model.state_dict().items()}
 
 
-def small_balloon_config(work_dir: str, load_from: str) -> Config:
+def small_balloon_config(root: str, work_dir: str, load_from: str) -> Config:
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
                                    'detr_r50_balloon.py'))
     cfg.model = tiny_config(num_classes=cfg.model.bbox_head.num_classes).model
-    cfg.merge_from_dict(coco_data_overrides(BALLOON_ROOT, ('balloon', )))
+    cfg.merge_from_dict(data_overrides(root, ('balloon', ),
+                                       ('train', 'val', 'test')))
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True),
@@ -71,7 +66,7 @@ def small_balloon_config(work_dir: str, load_from: str) -> Config:
 def test_balloon_config_is_the_coco_config_with_other_data():
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
                                    'detr_r50_balloon.py'))
-    coco = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    coco = Config.fromfile(DETR_R50)
     assert cfg.model.bbox_head.num_classes == 1
     cfg.model.bbox_head.num_classes = 80
     assert cfg.model == coco.model
@@ -84,13 +79,14 @@ def test_balloon_config_is_the_coco_config_with_other_data():
     assert dict(type='AdaptCheckpointHook') in cfg.custom_hooks
 
 
-def test_finetune_from_80_class_checkpoint(tmp_path):
+def test_finetune_from_80_class_checkpoint(balloon_root, tmp_path):
     coco_model = build_plugin_model(tiny_config(num_classes=80))
     coco_state = coco_model.state_dict()
     ckpt = str(tmp_path / 'coco_80_classes.pth')
     torch.save(dict(state_dict=plugin_to_mmdet(coco_state), meta={}), ckpt)
 
-    runner = Runner.from_cfg(small_balloon_config(str(tmp_path), ckpt))
+    runner = Runner.from_cfg(small_balloon_config(balloon_root, str(tmp_path),
+                                                  ckpt))
     snapshot = SnapshotAfterLoad()
     runner.register_hook(snapshot, priority='VERY_LOW')
     runner.train()

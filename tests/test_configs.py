@@ -9,10 +9,14 @@ import os.path as osp
 
 import pytest
 import torch
-from detr_test_utils import (CONFIG_DIR, build_plugin_model, load_config,
-                             make_batch, mmdet_config_path)
+from helpers.configs import CONFIG_DIR, DETR_R50
+from helpers.tools import load_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+
+from detr_plugin.mmdet_reference import (build_plugin_model, load_config,
+                                         mmdet_config_path)
+from detr_plugin.testing import make_batch
 
 CONFIGS = sorted(
     osp.relpath(path, CONFIG_DIR)
@@ -95,23 +99,11 @@ def test_dc5_dilates_the_last_stage():
     assert cfg.train_cfg.max_epochs == 150
 
 
-def load_tool(name):
-    """``tools/<name>.py`` as a module (for its ``parse_args``)."""
-    import importlib.util
-    path = osp.join(osp.dirname(CONFIG_DIR), 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     from detr_plugin.engine import cli
     monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
     train = load_tool('train')
-    config = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')
-
-    args = train.parse_args([config, '--resume', '--cfg-options',
+    args = train.parse_args([DETR_R50, '--resume', '--cfg-options',
                              'train_dataloader.batch_size=4'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)
@@ -119,7 +111,7 @@ def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
     assert cfg.train_dataloader.batch_size == 4
 
-    args = train.parse_args([config, '--resume', 'a/iter_8.pth',
+    args = train.parse_args([DETR_R50, '--resume', 'a/iter_8.pth',
                              '--work-dir', 'out', '--launcher', 'pytorch'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)

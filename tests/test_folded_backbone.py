@@ -213,7 +213,9 @@ def test_nothing_is_folded_where_something_trains():
 def test_detector_uses_the_folded_copies():
     """Training folds the frozen stages, predict() the whole backbone;
     a gradient-enabled eval forward uses the backbone itself."""
-    from detr_test_utils import build_plugin_model, tiny_config
+    from helpers.configs import tiny_config
+
+    from detr_plugin.mmdet_reference import build_plugin_model
     model = build_plugin_model(tiny_config())
     cache = model.folded_backbone
     images = torch.randn(1, 3, 64, 64)

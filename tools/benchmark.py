@@ -25,7 +25,8 @@ from typing import Callable, Dict, List
 
 import torch
 
-from detr_plugin.mmdet_reference import build_r50_pair, make_batch
+from detr_plugin.mmdet_reference import build_r50_pair
+from detr_plugin.testing import make_batch
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size
