@@ -14,6 +14,7 @@ from torch import nn
 
 REPO_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                            'configs')
+# ours has mmdet's name, under configs/ of this repository
 MMDET_DETR_R50 = 'detr/detr_r50_8xb2-150e_coco.py'
 
 
@@ -68,6 +69,6 @@ def build_r50_pair() -> Tuple[nn.Module, nn.Module]:
     """mmdet's DETR R50 and ours with mmdet's weights: ``(theirs, ours)``."""
     from .checkpoint_converters import mmdet_to_plugin
     theirs = build_mmdet_model(mmdet_config_path(MMDET_DETR_R50))
-    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, 'detr_r50_8xb2.py'))
+    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, MMDET_DETR_R50))
     ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
     return theirs, ours

@@ -18,6 +18,8 @@ from detr_plugin.checkpoint_converters import plugin_to_mmdet
 from detr_plugin.mmdet_reference import build_plugin_model
 
 SIZE = (256, 256)
+BALLOON_CONFIG = osp.join(CONFIG_DIR, 'balloon',
+                          'detr_r50_8xb2-50e_balloon.py')
 
 
 class SnapshotAfterLoad(Hook):
@@ -29,8 +31,7 @@ class SnapshotAfterLoad(Hook):
 
 
 def small_balloon_config(root: str, work_dir: str, load_from: str) -> Config:
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
-                                   'detr_r50_balloon.py'))
+    cfg = Config.fromfile(BALLOON_CONFIG)
     cfg.model = tiny_config(num_classes=cfg.model.bbox_head.num_classes).model
     cfg.merge_from_dict(data_overrides(root, ('balloon', ),
                                        ('train', 'val', 'test')))
@@ -64,8 +65,7 @@ def small_balloon_config(root: str, work_dir: str, load_from: str) -> Config:
 
 
 def test_balloon_config_is_the_coco_config_with_other_data():
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
-                                   'detr_r50_balloon.py'))
+    cfg = Config.fromfile(BALLOON_CONFIG)
     coco = Config.fromfile(DETR_R50)
     assert cfg.model.bbox_head.num_classes == 1
     cfg.model.bbox_head.num_classes = 80

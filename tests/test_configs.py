@@ -9,7 +9,7 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers.configs import CONFIG_DIR, DETR_R50
+from helpers.configs import CONFIG_DIR, DETR_R50, DETR_R50_ALIAS
 from helpers.tools import load_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -26,7 +26,16 @@ CONFIGS = sorted(
 
 def test_configs_are_found():
     assert 'detr_r50_8xb2.py' in CONFIGS
+    assert 'detr/detr_r50_8xb2-150e_coco.py' in CONFIGS
     assert len(CONFIGS) >= 5
+
+
+def test_short_name_is_the_150_epoch_recipe():
+    """``configs/detr_r50_8xb2.py``, the command users are told, builds the
+    config of ``configs/detr/detr_r50_8xb2-150e_coco.py``."""
+    alias, recipe = Config.fromfile(DETR_R50_ALIAS), Config.fromfile(DETR_R50)
+    assert alias.to_dict() == recipe.to_dict()
+    assert alias.train_cfg.max_epochs == 150
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -60,18 +69,22 @@ def test_config_builds_and_runs(name):
         assert int(pred.labels.max()) < num_classes
 
 
-# our variant -> mmdet's config of the same recipe
-MMDET_EQUIVALENTS = {
-    'detr_r50_8xb2-500e.py': 'detr/detr_r50_8xb2-500e_coco.py',
-    'detr_r18_8xb2-500e.py': 'detr/detr_r18_8xb2-500e_coco.py',
-    'detr_r101_8xb2-500e.py': 'detr/detr_r101_8xb2-500e_coco.py',
-}
+# our configs with the name of one of mmdet's: the same recipe
+MMDET_EQUIVALENTS = [name for name in CONFIGS
+                     if osp.isfile(mmdet_config_path(name))]
 
 
-@pytest.mark.parametrize('name', sorted(MMDET_EQUIVALENTS))
+def test_configs_named_as_mmdets_are_found():
+    assert MMDET_EQUIVALENTS == [
+        f'detr/detr_{name}.py' for name in (
+            'r101_8xb2-500e_coco', 'r18_8xb2-500e_coco',
+            'r50_8xb2-150e_coco', 'r50_8xb2-500e_coco')]
+
+
+@pytest.mark.parametrize('name', MMDET_EQUIVALENTS)
 def test_variant_matches_mmdet_recipe(name):
     ours = Config.fromfile(osp.join(CONFIG_DIR, name))
-    theirs = Config.fromfile(mmdet_config_path(MMDET_EQUIVALENTS[name]))
+    theirs = Config.fromfile(mmdet_config_path(name))
     assert ours.train_cfg == theirs.train_cfg
     assert ours.param_scheduler == theirs.param_scheduler
     # ours is AtomicCheckpointHook (mmengine's CheckpointHook, written
@@ -89,7 +102,8 @@ def test_variant_matches_mmdet_recipe(name):
 
 def test_dc5_dilates_the_last_stage():
     from detr_plugin.registry import MODELS
-    cfg = load_config(osp.join(CONFIG_DIR, 'detr_r50-dc5_8xb2-150e.py'))
+    cfg = load_config(osp.join(CONFIG_DIR, 'detr',
+                                   'detr_r50-dc5_8xb2-150e_coco.py'))
     with DefaultScope.overwrite_default_scope('detr_plugin'):
         backbone = MODELS.build(cfg.model.backbone)
     backbone.eval()
@@ -103,7 +117,7 @@ def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     from detr_plugin.engine import cli
     monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
     train = load_tool('train')
-    args = train.parse_args([DETR_R50, '--resume', '--cfg-options',
+    args = train.parse_args([DETR_R50_ALIAS, '--resume', '--cfg-options',
                              'train_dataloader.batch_size=4'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)
@@ -111,7 +125,7 @@ def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
     assert cfg.train_dataloader.batch_size == 4
 
-    args = train.parse_args([DETR_R50, '--resume', 'a/iter_8.pth',
+    args = train.parse_args([DETR_R50_ALIAS, '--resume', 'a/iter_8.pth',
                              '--work-dir', 'out', '--launcher', 'pytorch'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)

@@ -1,11 +1,11 @@
-# The tests' one tiny config: configs/detr_r50_8xb2.py shrunk to ResNet-18
+# The tests' one tiny config: DETR R50's recipe shrunk to ResNet-18
 # with 8 base channels (frozen BN, as the base), a 32-d 2 + 2 layer
 # transformer, 10 queries, no dropout, on the synthetic shapes set at
 # data/shapes/ relative to the working directory (tests/helpers/configs.py
 # points it elsewhere). Iteration-based: 4 iterations of batch 1 (no
 # shuffling), LR x 0.1 before the 4th, a checkpoint every 2 iterations, no
 # validation.
-_base_ = '../../configs/detr_r50_8xb2.py'
+_base_ = '../../configs/detr/detr_r50_8xb2-150e_coco.py'
 
 attn = dict(
     type='MultiheadAttention',

@@ -9,7 +9,8 @@ from .data import SHAPES_CLASSES
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
-DETR_R50 = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')
+DETR_R50 = osp.join(CONFIG_DIR, 'detr', 'detr_r50_8xb2-150e_coco.py')
+DETR_R50_ALIAS = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')  # its short name
 TINY_CONFIG = osp.join(REPO_ROOT, 'tests', 'configs', 'detr_tiny_shapes.py')
 # the real balloon set, used when present
 BALLOON_ENV = 'DETR_BALLOON_ROOT'

@@ -5,7 +5,7 @@
 # Layout expected under data_root:
 #   annotations/instances_train.json  annotations/instances_val.json
 #   train/*.jpg  val/*.jpg
-_base_ = ['../detr_r50_8xb2.py']
+_base_ = ['../detr/detr_r50_8xb2-150e_coco.py']
 
 data_root = 'data/balloon/'
 # The names must equal the JSON's category names; their order gives the
