@@ -6,10 +6,13 @@ starting from a fake 80-class "COCO" checkpoint of the same tiny
 architecture saved in mmdet's key layout (what ``load_from`` points at).
 """
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers.configs import CONFIG_DIR, DETR_R50, data_overrides, tiny_config
+from helpers.configs import (CONFIG_DIR, DETR_R50, REPO_ROOT, data_overrides,
+                             tiny_config)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -77,6 +80,32 @@ def test_balloon_config_is_the_coco_config_with_other_data():
         'data/balloon/annotations/instances_val.json'
     assert cfg.load_from.endswith('.pth')
     assert dict(type='AdaptCheckpointHook') in cfg.custom_hooks
+    assert cfg.custom_imports.imports == ['detr_plugin']  # the base's
+
+
+def test_importing_the_package_registers_what_configs_name():
+    """In a fresh interpreter, ``import detr_plugin`` (the base config's
+    only custom import) registers every type the balloon config names: its
+    hooks, dataset and transforms resolve in the ``detr_plugin`` scope."""
+    cfg = Config.fromfile(BALLOON_CONFIG)
+    names = dict(
+        HOOKS=[h['type'] for h in cfg.custom_hooks]
+        + [h['type'] for h in cfg.default_hooks.values()],
+        DATASETS=[cfg.train_dataloader.dataset.type],
+        TRANSFORMS=[t['type'] for t in cfg.train_dataloader.dataset.pipeline
+                    if 'type' in t])
+    code = ('import detr_plugin, detr_plugin.registry as r\n'
+            'from mmengine.registry import DefaultScope\n'
+            "with DefaultScope.overwrite_default_scope('detr_plugin'):\n"
+            f'    for kind, names in {names!r}.items():\n'
+            '        for name in names:\n'
+            '            assert getattr(r, kind).get(name), (kind, name)\n'
+            "print('registered')")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() == 'registered', proc.stderr[-3000:]
+    assert 'AdaptCheckpointHook' in names['HOOKS']
+    assert 'CheckedCocoDataset' in names['DATASETS']
 
 
 def test_finetune_from_80_class_checkpoint(balloon_root, tmp_path):

@@ -26,11 +26,11 @@ from mmengine.registry import DefaultScope
 
 import detr_plugin  # noqa: F401
 from detr_plugin.registry import DATASETS
-from detr_plugin.safety import (CheckedCocoDataset, CheckedLoadImageFromFile,
-                                CocoDatasetChecksMixin, CorruptImageError,
-                                DatasetCheckError, check_dataset_config)
+from detr_plugin.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
+                                  CorruptImageError, DatasetCheckError,
+                                  check_dataset_config)
+from detr_plugin.datasets.transforms import find_corruption
 from detr_plugin.mmdet_reference import build_plugin_model
-from detr_plugin.safety.image_files import find_corruption
 
 TRAIN_PIPELINE = [dict(type='LoadImageFromFile'),
                   dict(type='LoadAnnotations', with_bbox=True),
@@ -73,7 +73,7 @@ def test_base_config_uses_the_checked_dataset():
     cfg = Config.fromfile(DETR_R50)
     for split in ('train', 'val', 'test'):
         cls = DATASETS.get(cfg[f'{split}_dataloader'].dataset.type)
-        assert issubclass(cls, CocoDatasetChecksMixin), split
+        assert issubclass(cls, CheckedCocoDataset), split
 
 
 def test_checked_dataset_loads_images_with_the_checked_loader(shapes):
@@ -92,7 +92,7 @@ def test_clean_set_passes_with_its_counts(shapes):
     assert report.errors == [] and report.warnings == []
     assert report.num_images == 6 == report.num_train_images
     assert report.num_boxes == len(coco['annotations'])
-    assert len(report.dropped) == 0
+    assert report.num_dropped == 0
     assert report.files_checked == 'exist'
 
 
@@ -226,9 +226,9 @@ def broken_boxes(shapes, tmp_path_factory):
 def test_invalid_boxes_are_counted_not_fatal(broken_boxes):
     (report, ) = check_dataset_config(config_for(broken_boxes), 'train')
     assert report.errors == []
-    assert len(report.dropped) == 5
+    assert report.num_dropped == 5
     reasons = {k: [a for a, _ in v]
-               for k, v in report.dropped.by_reason.items()}
+               for k, v in report.dropped.items()}
     assert reasons == {'width or height <= 0': [1, 5],
                        'NaN or infinite coordinate': [2, 4],
                        'wholly outside its image': [3]}
@@ -239,7 +239,7 @@ def test_invalid_boxes_dropped_from_training_data_with_one_warning(
         broken_boxes):
     with open(ann_path(broken_boxes)) as f:
         coco = json.load(f)
-    with mock.patch('detr_plugin.safety.coco_dataset.print_log') as log:
+    with mock.patch('detr_plugin.datasets.checked_coco.print_log') as log:
         dataset = build_dataset(broken_boxes)
     warnings = [c for c in log.call_args_list if c.kwargs.get('level') == 30]
     assert len(warnings) == 1

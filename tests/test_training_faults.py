@@ -30,15 +30,18 @@ from helpers.configs import tiny_train_config, write_config
 from helpers.data import broken_copy, truncate_file
 from helpers.tools import load_checkpoint, run_tool, run_until_stalled
 
-from detr_plugin.safety import (AtomicCheckpointHook, NonFiniteLossHook,
-                                atomic_write, find_resumable_checkpoint,
-                                is_complete_checkpoint)
-from detr_plugin.safety.nonfinite_loss import nonfinite_terms
+from detr_plugin.engine.hooks import (AtomicCheckpointHook, NonFiniteLossHook,
+                                      atomic_write, find_resumable_checkpoint,
+                                      is_complete_checkpoint, nonfinite_terms)
 
 
 def last_checkpoint(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
+
+
+def checkpoint_files(work_dir):
+    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
 
 
 def assert_stopped_at_good_checkpoint(work_dir, iteration=2):
@@ -179,6 +182,24 @@ def test_kill_while_saving_keeps_the_last_complete_checkpoint(shapes,
     assert_finished(proc, work)
     assert sorted(n for n in os.listdir(work) if 'pth' in n) == \
         ['iter_4.pth']  # max_keep_ckpts=1, and no temporary file
+
+
+def test_max_keep_ckpts_holds_again_after_a_kill_before_pruning(shapes,
+                                                               tmp_path):
+    """A kill after a save and before the pruning of the oldest checkpoint
+    leaves one checkpoint too many, which mmengine's bookkeeping of the kept
+    ids (in the message hub) never deletes (issue 14, item 9). The pruning
+    looks at the disk, so the next save restores max_keep_ckpts."""
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+    # what that kill leaves with max_keep_ckpts=1: iter_2 and iter_4
+    run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path))
+    assert checkpoint_files(work) == ['iter_2.pth', 'iter_4.pth']
+    run_tool(['train.py', cfg, '--work-dir', work, '--resume',
+              '--cfg-options', 'train_cfg.max_iters=6',
+              'default_hooks.checkpoint.max_keep_ckpts=1'], str(tmp_path))
+    assert checkpoint_files(work) == ['iter_6.pth']
+    assert last_checkpoint(work) == osp.join(work, 'iter_6.pth')
 
 
 def test_mmengine_checkpoint_hook_loses_every_checkpoint(shapes, tmp_path):
