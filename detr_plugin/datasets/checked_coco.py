@@ -146,7 +146,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         self.config_key = ''  # the check sets it, for the messages
         self._arguments = json.dumps(
             [type(self).__name__, args, invalid_boxes, corrupt_images,
-             {k: v for k, v in kwargs.items() if k != 'lazy_init'}],
+             {k: v for k, v in kwargs.items()
+              if k not in ('lazy_init', 'serialize_data')}],
             sort_keys=True, default=repr)
         kwargs['pipeline'] = [
             dict(t, type=CHECKED_LOADER, skip_corrupt=t.get(

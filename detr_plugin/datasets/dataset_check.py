@@ -45,11 +45,12 @@ def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
     return [(key, dataset_cfg)]
 
 
-def load_dataset(ds_cfg: dict, key: str, hand_off: bool = False
+def load_dataset(ds_cfg: dict, key: str, check_files: bool = True,
+                 decode_images: bool = False, hand_off: bool = False
                  ) -> Tuple[Optional[CheckedCocoDataset], DatasetReport]:
     """The dataset of ``ds_cfg`` (config ``key``) built through the registry
-    and loaded, and its report, holding the error loading raised. Other
-    types and remote files are not checked (``skipped`` says why)."""
+    and loaded, its image files checked, and its report, holding the errors
+    found. Other types and remote files are not checked (``skipped``)."""
     kind = ds_cfg.get('type')
     try:
         cls = kind if isinstance(kind, type) else DATASETS.get(kind)
@@ -59,7 +60,9 @@ def load_dataset(ds_cfg: dict, key: str, hand_off: bool = False
         return None, DatasetReport(key, skipped=(
             f'type {kind!r} has no data checks (CheckedCocoDataset, the base '
             "config's type, is mmdet's CocoDataset with them)"))
-    dataset = DATASETS.build(dict(ds_cfg, lazy_init=True))
+    # serialized after the file check, which reads the data list
+    dataset = DATASETS.build(dict(ds_cfg, lazy_init=True,
+                                  serialize_data=False))
     if dataset.backend_args or '://' in dataset.ann_file:
         return None, DatasetReport(key, skipped=(
             f'files read through backend_args {dataset.backend_args}'
@@ -70,10 +73,21 @@ def load_dataset(ds_cfg: dict, key: str, hand_off: bool = False
         dataset.full_init()
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
-    else:
-        if hand_off:
-            dataset.keep_for_next_build()
-    return dataset, dataset.report
+    report = dataset.report
+    if not dataset.test_mode and report.parsed and not report.errors \
+            and report.num_boxes == 0:
+        report.errors.append(
+            f'{key}: {report.ann_file} has no usable box of the classes '
+            f'{report.classes}: DETR would learn only "no object". Fix: '
+            'check metainfo.classes and the boxes.')
+    if check_files and report.parsed:
+        check_image_files(dataset, decode_images)
+    if hand_off and not report.errors:
+        if ds_cfg.get('serialize_data', True):  # as full_init would have
+            dataset.data_bytes, dataset.data_address = \
+                dataset._serialize_data()
+        dataset.keep_for_next_build()
+    return dataset, report
 
 
 def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
@@ -85,8 +99,7 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             f'{report.key}.data_prefix.img: image folder not found: '
             f'{report.img_dir}. Fix: check data_root + data_prefix.img.')
         return
-    for info in ([dataset.get_data_info(i) for i in range(len(dataset))]
-                 if dataset._fully_initialized else dataset.data_list):
+    for info in dataset.data_list:  # loaded, not serialized
         img_id, path = info['img_id'], info['img_path']
         size = (info['height'], info['width'])
         if not osp.isfile(path):
@@ -193,16 +206,8 @@ def audit_split(cfg: Config, split: str, check_files: bool = True,
             cfg.get('default_scope') or 'detr_plugin'):
         for key, ds_cfg in dataset_configs(loader['dataset'],
                                            f'{split}_dataloader.dataset'):
-            dataset, report = load_dataset(ds_cfg, key, hand_off)
-            if split == 'train' and report.parsed and not report.errors \
-                    and report.num_boxes == 0:
-                report.errors.append(
-                    f'{key}: {report.ann_file} has no usable box of the '
-                    f'classes {report.classes}: DETR would learn only "no '
-                    'object". Fix: check metainfo.classes and the boxes.')
-            if check_files and report.parsed:
-                check_image_files(dataset, decode_images)
-            reports.append(report)
+            reports.append(load_dataset(ds_cfg, key, check_files,
+                                        decode_images, hand_off)[1])
     first = next((r for r in reports if not r.skipped), reports[0])
     first.errors += config_errors(cfg, split, reports)
     return reports
