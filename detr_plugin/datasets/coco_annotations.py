@@ -1,13 +1,8 @@
-"""What a COCO annotation file must hold for mmdet's ``CocoDataset``.
-
-Three questions, each a :class:`DatasetCheckError` naming the config key,
-the file, the ids and the fix: is the file there, JSON and COCO-shaped
-(:func:`load_coco_json`)? do the class names select its categories, all of
-them, in its order (:func:`match_classes`; mmdet silently drops the boxes of
-a misspelt class and shifts every later label)? is a box usable
-(:func:`check_box`; mmdet silently drops boxes under 1 px and keeps infinite
-ones)?
-"""
+"""What a COCO annotation file must hold for mmdet's ``CocoDataset``: JSON
+of COCO's shape (:func:`load_coco_json`), the classes among its categories in
+its order (:func:`match_classes`: mmdet silently drops a misspelt class's
+boxes and shifts the later labels), usable boxes (:func:`check_box`). Each
+problem is a :class:`DatasetCheckError` naming key, file, ids and fix."""
 import difflib
 import json
 import math
@@ -31,10 +26,6 @@ class DatasetCheckError(ValueError):
 
 
 _NUMBERS = (int, float)  # what JSON numbers load as (not bool)
-
-
-def _is_number(value) -> bool:
-    return type(value) in _NUMBERS
 
 
 def ids_text(items: Sequence, limit: int = 5) -> str:
@@ -90,7 +81,7 @@ def load_coco_json(path: str, key: str = 'ann_file',
                 f'"{name}" (at positions {ids_text(bad)}) lack one of '
                 f'{fields}.{fix}')
     bad_size = [img['id'] for img in data['images']
-                if not all(_is_number(img[k]) and img[k] > 0
+                if not all(type(img[k]) in _NUMBERS and img[k] > 0
                            for k in ('width', 'height'))]
     if bad_size:
         raise DatasetCheckError(

@@ -1,16 +1,11 @@
 """Stop (or skip) a training step whose loss or gradient is not finite.
 
-mmengine's ``train_step`` runs forward, backward and ``optimizer.step`` before
-any hook sees the loss: ``after_train_iter`` is too late, the weights are NaN
-by then. The one point every optimizer wrapper (plain, AMP, CPU autocast,
-gradient accumulation) and DDP passes *before* the weights change is
-``torch.optim.Optimizer.step``, with PyTorch's public
-``register_step_pre_hook``: :class:`NonFiniteLossHook` checks the total
-gradient norm there (a NaN/inf loss always makes it non-finite, and so does a
-finite loss whose backward overflows) and, if it is not finite, drops every
-gradient, so the optimizer skips every parameter (no update, no state
-change; with DDP every process skips the same, all-reduced, step). Its
-``after_train_iter`` then names the iteration and loss terms.
+mmengine's ``train_step`` steps the optimizer before any hook sees the loss.
+The point every optimizer wrapper (plain, AMP, CPU autocast, accumulation)
+and DDP passes *before* the weights change is ``Optimizer.step``: a step
+pre-hook (PyTorch's ``register_step_pre_hook``) drops every gradient there
+when their total norm is not finite (a NaN loss always makes it so), so the
+optimizer skips the step; ``after_train_iter`` then names iteration and terms.
 """
 import math
 from typing import Dict, Optional
