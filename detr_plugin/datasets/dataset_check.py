@@ -83,7 +83,8 @@ def load_dataset(ds_cfg: dict, key: str, check_files: bool = True,
     if check_files and report.parsed:
         check_image_files(dataset, decode_images)
     if hand_off and not report.errors:
-        if ds_cfg.get('serialize_data', True):  # as full_init would have
+        if ds_cfg.get('serialize_data', True):
+            # the step full_init skipped above; mmengine has no public call
             dataset.data_bytes, dataset.data_address = \
                 dataset._serialize_data()
         dataset.keep_for_next_build()
