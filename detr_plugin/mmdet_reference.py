@@ -7,34 +7,26 @@ the mmdet converter, so any difference between them is a difference in code.
 import logging
 import os.path as osp
 from contextlib import contextmanager
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import torch
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData
 from torch import nn
 
 REPO_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                            'configs')
 MMDET_DETR_R50 = 'detr/detr_r50_8xb2-150e_coco.py'
-# variant -> (mmdet's config in its wheel, ours in configs/), both R50
+# variant -> its R50 recipe: the path of mmdet's config in its wheel and of
+# ours under configs/ (ours have mmdet's names)
 R50_CONFIGS = dict(
-    detr=(MMDET_DETR_R50, 'detr_r50_8xb2.py'),
-    conditional_detr=(
-        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
-        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py'),
-    dab_detr=('dab_detr/dab-detr_r50_8xb2-50e_coco.py',
-              'dab_detr/dab-detr_r50_8xb2-50e_coco.py'),
-    **{f'deformable_detr{option}': (
-        f'deformable_detr/deformable-detr{option.replace("_", "-")}'
-        '_r50_16xb2-50e_coco.py',
-        f'deformable_detr/deformable-detr{option.replace("_", "-")}'
-        '_r50_16xb2-50e_coco.py')
+    detr=MMDET_DETR_R50,
+    conditional_detr='conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
+    dab_detr='dab_detr/dab-detr_r50_8xb2-50e_coco.py',
+    **{f'deformable_detr{option}': 'deformable_detr/deformable-detr'
+       f'{option.replace("_", "-")}_r50_16xb2-50e_coco.py'
        for option in ('', '_refine', '_refine_twostage')},
-    dino=('dino/dino-4scale_r50_8xb2-12e_coco.py',
-          'dino/dino-4scale_r50_8xb2-12e_coco.py'),
+    dino='dino/dino-4scale_r50_8xb2-12e_coco.py',
 )
 
 
@@ -139,53 +131,9 @@ def build_r50_pair(variant: str = 'detr', fill_zeros: bool = False
     :data:`R50_CONFIGS`) and ours with its weights: ``(theirs, ours)``;
     ``fill_zeros``: :func:`fill_zero_weights` first."""
     from .checkpoint_converters import mmdet_to_plugin
-    their_config, our_config = R50_CONFIGS[variant]
-    theirs = build_mmdet_model(mmdet_config_path(their_config))
+    theirs = build_mmdet_model(mmdet_config_path(R50_CONFIGS[variant]))
     if fill_zeros:
         fill_zero_weights(theirs)
-    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, our_config))
+    ours = build_plugin_model(osp.join(REPO_CONFIG_DIR, R50_CONFIGS[variant]))
     ours.load_state_dict(mmdet_to_plugin(theirs.state_dict()), strict=True)
     return theirs, ours
-
-
-def random_boxes(num: int, height: int, width: int,
-                 generator: torch.Generator) -> torch.Tensor:
-    """``(num, 4)`` valid xyxy boxes inside a ``height x width`` image."""
-    xy = torch.rand(num, 2, generator=generator) * torch.tensor(
-        [width * 0.7, height * 0.7])
-    wh = (torch.rand(num, 2, generator=generator) * 0.3 + 0.05) * \
-        torch.tensor([width, height])
-    return torch.cat([xy, xy + wh], dim=1)
-
-
-def make_batch(img_shapes: Sequence[Tuple[int, int]],
-               num_gts: Sequence[int],
-               num_classes: int = 80,
-               seed: int = 0):
-    """Normalised inputs padded to one shape, and their data samples.
-
-    Args:
-        img_shapes: ``(h, w)`` of each image before padding.
-        num_gts: boxes per image.
-
-    Returns:
-        ``inputs`` ``(B, 3, H, W)`` and a list of ``DetDataSample`` with
-        ``gt_instances`` (xyxy pixel boxes, labels) and the metainfo the
-        detector reads (``img_shape``, ``batch_input_shape``,
-        ``scale_factor``, ``ori_shape``).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    pad_h = max(h for h, _ in img_shapes)
-    pad_w = max(w for _, w in img_shapes)
-    inputs = torch.zeros(len(img_shapes), 3, pad_h, pad_w)
-    samples = []
-    for i, ((h, w), n) in enumerate(zip(img_shapes, num_gts)):
-        inputs[i, :, :h, :w] = torch.randn(3, h, w, generator=generator)
-        sample = DetDataSample(metainfo=dict(
-            img_id=i, img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-            batch_input_shape=(pad_h, pad_w), scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=random_boxes(n, h, w, generator),
-            labels=torch.randint(0, num_classes, (n, ), generator=generator))
-        samples.append(sample)
-    return inputs, samples

@@ -12,37 +12,20 @@ from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
 
-
-def _child(name: str, parent: Registry) -> Registry:
+def _child(parent: Registry) -> Registry:
     # A lookup in this scope first imports this package (registering its
     # modules) and mmdet's modules of the same kind: a child's lookup falls
     # back to its parent's registered names but does not trigger the
     # parent's own lazy import.
-    return Registry(name, parent=parent, scope='detr_plugin',
+    return Registry(parent.name, parent=parent, scope='detr_plugin',
                     locations=['detr_plugin'] + list(parent._locations))
 
 
-RUNNERS = _child('runner', mmdet_registry.RUNNERS)
-RUNNER_CONSTRUCTORS = _child('runner constructor',
-                             mmdet_registry.RUNNER_CONSTRUCTORS)
-LOOPS = _child('loop', mmdet_registry.LOOPS)
-HOOKS = _child('hook', mmdet_registry.HOOKS)
-DATASETS = _child('dataset', mmdet_registry.DATASETS)
-DATA_SAMPLERS = _child('data sampler', mmdet_registry.DATA_SAMPLERS)
-TRANSFORMS = _child('transform', mmdet_registry.TRANSFORMS)
-MODELS = _child('model', mmdet_registry.MODELS)
-MODEL_WRAPPERS = _child('model_wrapper', mmdet_registry.MODEL_WRAPPERS)
-WEIGHT_INITIALIZERS = _child('weight initializer',
-                             mmdet_registry.WEIGHT_INITIALIZERS)
-OPTIMIZERS = _child('optimizer', mmdet_registry.OPTIMIZERS)
-OPTIM_WRAPPERS = _child('optim_wrapper', mmdet_registry.OPTIM_WRAPPERS)
-OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer constructor',
-                                    mmdet_registry.OPTIM_WRAPPER_CONSTRUCTORS)
-PARAM_SCHEDULERS = _child('parameter scheduler',
-                          mmdet_registry.PARAM_SCHEDULERS)
-METRICS = _child('metric', mmdet_registry.METRICS)
-EVALUATOR = _child('evaluator', mmdet_registry.EVALUATOR)
-TASK_UTILS = _child('task util', mmdet_registry.TASK_UTILS)
-VISUALIZERS = _child('visualizer', mmdet_registry.VISUALIZERS)
-VISBACKENDS = _child('vis_backend', mmdet_registry.VISBACKENDS)
-LOG_PROCESSORS = _child('log_processor', mmdet_registry.LOG_PROCESSORS)
+# One child per registry of mmdet, under mmdet's name: RUNNERS,
+# RUNNER_CONSTRUCTORS, LOOPS, HOOKS, DATASETS, DATA_SAMPLERS, TRANSFORMS,
+# MODELS, MODEL_WRAPPERS, WEIGHT_INITIALIZERS, OPTIMIZERS, OPTIM_WRAPPERS,
+# OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, METRICS, EVALUATOR,
+# TASK_UTILS, VISUALIZERS, VISBACKENDS, LOG_PROCESSORS.
+globals().update({
+    name: _child(parent) for name, parent in vars(mmdet_registry).items()
+    if isinstance(parent, Registry) and parent.scope == 'mmdet'})

@@ -1,20 +1,20 @@
 """``--amp`` without CUDA: a bf16-autocast forward, float32 weights/losses."""
 import copy
-import os.path as osp
 
 import pytest
 import torch
-from detr_test_utils import CONFIG_DIR, build_plugin_model, tiny_config
+from helpers.configs import DETR_R50, tiny_config
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from detr_plugin.engine import CPUAutocastOptimWrapper, cli
+from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.testing import make_batch
 
 
 def make_data(num_gts=(3, 1), seed=0):
     """``train_step`` input: two uint8 images of different sizes + GT."""
-    from detr_test_utils import make_batch
     _, samples = make_batch([(64, 80), (72, 64)], num_gts, num_classes=3,
                             seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -30,7 +30,7 @@ def build_wrapper(model, optim_cfg):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
 def test_amp_flag_selects_cpu_autocast_wrapper():
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    cfg = Config.fromfile(DETR_R50)
     cli.enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'

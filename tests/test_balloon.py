@@ -6,24 +6,23 @@ starting from a fake 80-class "COCO" checkpoint of the same tiny
 architecture saved in mmdet's key layout (what ``load_from`` points at).
 """
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
-from coco_data_utils import coco_data_overrides
-from detr_test_utils import (BALLOON_ROOT, CONFIG_DIR, build_plugin_model,
+from helpers.configs import (CONFIG_DIR, DETR_R50, REPO_ROOT, data_overrides,
                              tiny_config)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from detr_plugin.checkpoint_converters import plugin_to_mmdet
-
-pytestmark = pytest.mark.skipif(
-    not osp.isdir(BALLOON_ROOT),
-    reason=f'the balloon set is not at {BALLOON_ROOT} (tests only use it '
-    'when present)')
+from detr_plugin.mmdet_reference import build_plugin_model
 
 SIZE = (256, 256)
+BALLOON_CONFIG = osp.join(CONFIG_DIR, 'balloon',
+                          'detr_r50_8xb2-50e_balloon.py')
 
 
 class SnapshotAfterLoad(Hook):
@@ -34,11 +33,11 @@ class SnapshotAfterLoad(Hook):
                       runner.model.state_dict().items()}
 
 
-def small_balloon_config(work_dir: str, load_from: str) -> Config:
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
-                                   'detr_r50_balloon.py'))
+def small_balloon_config(root: str, work_dir: str, load_from: str) -> Config:
+    cfg = Config.fromfile(BALLOON_CONFIG)
     cfg.model = tiny_config(num_classes=cfg.model.bbox_head.num_classes).model
-    cfg.merge_from_dict(coco_data_overrides(BALLOON_ROOT, ('balloon', )))
+    cfg.merge_from_dict(data_overrides(root, ('balloon', ),
+                                       ('train', 'val', 'test')))
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True),
@@ -69,9 +68,8 @@ def small_balloon_config(work_dir: str, load_from: str) -> Config:
 
 
 def test_balloon_config_is_the_coco_config_with_other_data():
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'balloon',
-                                   'detr_r50_balloon.py'))
-    coco = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    cfg = Config.fromfile(BALLOON_CONFIG)
+    coco = Config.fromfile(DETR_R50)
     assert cfg.model.bbox_head.num_classes == 1
     cfg.model.bbox_head.num_classes = 80
     assert cfg.model == coco.model
@@ -82,15 +80,42 @@ def test_balloon_config_is_the_coco_config_with_other_data():
         'data/balloon/annotations/instances_val.json'
     assert cfg.load_from.endswith('.pth')
     assert dict(type='AdaptCheckpointHook') in cfg.custom_hooks
+    assert cfg.custom_imports.imports == ['detr_plugin']  # the base's
 
 
-def test_finetune_from_80_class_checkpoint(tmp_path):
+def test_importing_the_package_registers_what_configs_name():
+    """In a fresh interpreter, ``import detr_plugin`` (the base config's
+    only custom import) registers every type the balloon config names: its
+    hooks, dataset and transforms resolve in the ``detr_plugin`` scope."""
+    cfg = Config.fromfile(BALLOON_CONFIG)
+    names = dict(
+        HOOKS=[h['type'] for h in cfg.custom_hooks]
+        + [h['type'] for h in cfg.default_hooks.values()],
+        DATASETS=[cfg.train_dataloader.dataset.type],
+        TRANSFORMS=[t['type'] for t in cfg.train_dataloader.dataset.pipeline
+                    if 'type' in t])
+    code = ('import detr_plugin, detr_plugin.registry as r\n'
+            'from mmengine.registry import DefaultScope\n'
+            "with DefaultScope.overwrite_default_scope('detr_plugin'):\n"
+            f'    for kind, names in {names!r}.items():\n'
+            '        for name in names:\n'
+            '            assert getattr(r, kind).get(name), (kind, name)\n'
+            "print('registered')")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() == 'registered', proc.stderr[-3000:]
+    assert 'AdaptCheckpointHook' in names['HOOKS']
+    assert 'CheckedCocoDataset' in names['DATASETS']
+
+
+def test_finetune_from_80_class_checkpoint(balloon_root, tmp_path):
     coco_model = build_plugin_model(tiny_config(num_classes=80))
     coco_state = coco_model.state_dict()
     ckpt = str(tmp_path / 'coco_80_classes.pth')
     torch.save(dict(state_dict=plugin_to_mmdet(coco_state), meta={}), ckpt)
 
-    runner = Runner.from_cfg(small_balloon_config(str(tmp_path), ckpt))
+    runner = Runner.from_cfg(small_balloon_config(balloon_root, str(tmp_path),
+                                                  ckpt))
     snapshot = SnapshotAfterLoad()
     runner.register_hook(snapshot, priority='VERY_LOW')
     runner.train()

@@ -1,26 +1,16 @@
 """tools/benchmark.py: it refuses to time models that compute different
 things, and writes every ratio it measured. Nothing here asserts a time."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
+from helpers.tools import load_tool, run_tool
 
-from detr_test_utils import build_r50_pair
-from tool_utils import TOOLS, run_tool
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        'tools_benchmark', osp.join(TOOLS, 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from detr_plugin.mmdet_reference import build_r50_pair
 
 
 def test_parity_gate_refuses_models_that_differ():
-    benchmark = load_benchmark()
+    benchmark = load_tool('benchmark')
     theirs, ours = build_r50_pair()
     benchmark.check_parity(theirs, ours, 'cpu')  # the same weights: passes
     with torch.no_grad():

@@ -6,23 +6,13 @@ the command line.
 """
 import os
 import os.path as osp
-import sys
 
 import cv2
-import pytest
-from safety_test_utils import (REPO_ROOT, broken_copy, make_shapes, run_tool,
-                               tiny_train_config, truncate_file,
-                               write_config)
+from helpers.configs import DETR_R50, tiny_train_config, write_config
+from helpers.data import broken_copy, truncate_file
+from helpers.tools import load_tool, run_tool
 
-from detr_test_utils import BALLOON_ROOT, CONFIG_DIR
-
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import check_dataset  # noqa: E402
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    return make_shapes(str(tmp_path_factory.mktemp('data') / 'shapes'))
+check_dataset = load_tool('check_dataset')
 
 
 def check(capsys, *argv):
@@ -35,14 +25,12 @@ def config_file(root, tmp_path, name='cfg.py'):
     return write_config(tiny_train_config(root), str(tmp_path / name))
 
 
-@pytest.mark.skipif(not osp.isdir(BALLOON_ROOT),
-                    reason=f'the balloon set is not at {BALLOON_ROOT}')
-def test_balloon_train_split(capsys):
+def test_balloon_train_split(balloon_root, capsys):
     """configs/detr_r50_8xb2.py pointed at the balloon set: 61 images, 255
     boxes, 1 class, every image decodes; exit 0."""
     status, out = check(
-        capsys, osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'), '--cfg-options',
-        f'train_dataloader.dataset.data_root={BALLOON_ROOT}/',
+        capsys, DETR_R50, '--cfg-options',
+        f'train_dataloader.dataset.data_root={balloon_root}/',
         'train_dataloader.dataset.ann_file=annotations/instances_train.json',
         'train_dataloader.dataset.data_prefix.img=train/',
         'train_dataloader.dataset.metainfo.classes=[balloon]',
@@ -123,7 +111,7 @@ def test_command_line_exit_status(shapes, tmp_path):
     cfg = tiny_train_config(shapes, classes=('Circle', 'square', 'triangle'))
     cfg.model.bbox_head.num_classes = 80
     proc = run_tool(['check_dataset.py', write_config(
-        cfg, str(tmp_path / 'wrong.py'))], cwd=str(tmp_path))
+        cfg, str(tmp_path / 'wrong.py'))], cwd=str(tmp_path), check=False)
     assert proc.returncode == 1, proc.out
     assert 'ERROR: train_dataloader.dataset.metainfo.classes: 1 of 3 ' \
         "classes are not a category name" in proc.out

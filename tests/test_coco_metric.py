@@ -10,14 +10,13 @@ ground truth itself must give AP 1.0, so a wrong mapping cannot pass.
 import os.path as osp
 import pickle
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from coco_data_utils import coco_data_overrides, to_coco_detections
-from detr_test_utils import CONFIG_DIR, REPO_ROOT
+from helpers.configs import CONFIG_DIR, data_overrides
+from helpers.data import to_coco_detections
+from helpers.tools import run_tool
 from mmengine.config import Config
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -42,13 +41,6 @@ def coco_stats(ann_file: str, detections: list) -> np.ndarray:
     return coco_eval.stats
 
 
-def run_tool(*args, cwd):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc.stdout
-
-
 @pytest.fixture(scope='module')
 def evaluated(tmp_path_factory):
     """Train, test with --out; return (dataset info, printed table, dump)."""
@@ -60,8 +52,8 @@ def evaluated(tmp_path_factory):
         category_ids=CATEGORY_IDS, empty_fraction=0.25, max_objects=1,
         size_range=(0.5, 0.8), seed=0)
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo', 'detr_r18_shapes.py'))
-    cfg.merge_from_dict(coco_data_overrides(str(tmp / 'data'),
-                                            info['classes']))
+    cfg.merge_from_dict(data_overrides(str(tmp / 'data'), info['classes'],
+                                       ('train', 'val', 'test')))
     cfg.merge_from_dict(dict(
         train_dataloader=dict(batch_size=4, num_workers=0,
                               persistent_workers=False),
@@ -75,12 +67,10 @@ def evaluated(tmp_path_factory):
     config = str(tmp / 'config.py')
     cfg.dump(config)
     work_dir = str(tmp / 'work')
-    run_tool(osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
-             work_dir, cwd=str(tmp))
+    run_tool(['train.py', config, '--work-dir', work_dir], str(tmp))
     out = str(tmp / 'results.pkl')
-    log = run_tool(osp.join(REPO_ROOT, 'tools', 'test.py'), config,
-                   osp.join(work_dir, f'iter_{ITERS}.pth'), '--work-dir',
-                   work_dir, '--out', out, cwd=str(tmp))
+    log = run_tool(['test.py', config, osp.join(work_dir, f'iter_{ITERS}.pth'),
+                    '--work-dir', work_dir, '--out', out], str(tmp)).out
     printed = [float(v) for v in TABLE_LINE.findall(log)]
     with open(out, 'rb') as f:
         results = pickle.load(f)

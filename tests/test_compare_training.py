@@ -2,16 +2,12 @@
 and when a run reaches another's final accuracy -- computed from the runs'
 scalars.json (the training itself is tools/train.py's, tested elsewhere)."""
 import json
-import os.path as osp
-import sys
 
 import pytest
+from helpers.tools import load_tool
 
-from detr_test_utils import REPO_ROOT
-
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import compare_training  # noqa: E402
-import plot_logs  # noqa: E402
+compare_training = load_tool('compare_training')
+plot_logs = load_tool('plot_logs')
 
 
 def write_iter_run(work_dir, seconds_per_iter, map50_by_iter, log_every=50):

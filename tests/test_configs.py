@@ -9,10 +9,14 @@ import os.path as osp
 
 import pytest
 import torch
-from detr_test_utils import (CONFIG_DIR, build_plugin_model, load_config,
-                             make_batch, mmdet_config_path)
+from helpers.configs import CONFIG_DIR, DETR_R50, DETR_R50_ALIAS
+from helpers.tools import load_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+
+from detr_plugin.mmdet_reference import (build_plugin_model, load_config,
+                                         mmdet_config_path)
+from detr_plugin.testing import make_batch
 
 CONFIGS = sorted(
     osp.relpath(path, CONFIG_DIR)
@@ -22,7 +26,16 @@ CONFIGS = sorted(
 
 def test_configs_are_found():
     assert 'detr_r50_8xb2.py' in CONFIGS
+    assert 'detr/detr_r50_8xb2-150e_coco.py' in CONFIGS
     assert len(CONFIGS) >= 5
+
+
+def test_short_name_is_the_150_epoch_recipe():
+    """``configs/detr_r50_8xb2.py``, the command users are told, builds the
+    config of ``configs/detr/detr_r50_8xb2-150e_coco.py``."""
+    alias, recipe = Config.fromfile(DETR_R50_ALIAS), Config.fromfile(DETR_R50)
+    assert alias.to_dict() == recipe.to_dict()
+    assert alias.train_cfg.max_epochs == 150
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -31,14 +44,21 @@ def test_config_builds_and_runs(name):
     cfg.load_from = None
     model = build_plugin_model(cfg)
     num_classes = cfg.model.bbox_head.num_classes
-    # two images padded to one 64x64 batch, one of them without boxes
-    inputs, samples = make_batch([(64, 64), (48, 56)], [3, 0],
+    # two images padded to one batch, one of them without boxes; 4x the
+    # size for two-stage models, whose feature positions are the proposals
+    scale = 4 if cfg.model.get('as_two_stage') or \
+        cfg.model.type == 'DINO' else 1
+    inputs, samples = make_batch([(64 * scale, 64 * scale),
+                                  (48 * scale, 56 * scale)], [3, 0],
                                  num_classes=num_classes)
 
     model.train()
     losses = model.loss(inputs, samples)
     num_layers = cfg.model.decoder.num_layers
-    assert len([k for k in losses if k.endswith('loss_cls')]) == num_layers
+    # every decoder layer's matching loss (two-stage: + enc_loss_*, DINO: +
+    # dn_loss_* per layer)
+    assert len([k for k in losses if k.split('.')[-1] == 'loss_cls']) == \
+        num_layers
     sigmoid = cfg.model.bbox_head.get('loss_cls', {}).get('use_sigmoid')
     # a sigmoid classifier has no no-object class to count predictions by
     for key in ('class_error', ) + (() if sigmoid else
@@ -61,22 +81,28 @@ def test_config_builds_and_runs(name):
         assert int(pred.labels.max()) < num_classes
 
 
-# our variant -> mmdet's config of the same recipe
-MMDET_EQUIVALENTS = {
-    'detr_r50_8xb2-500e.py': 'detr/detr_r50_8xb2-500e_coco.py',
-    'detr_r18_8xb2-500e.py': 'detr/detr_r18_8xb2-500e_coco.py',
-    'detr_r101_8xb2-500e.py': 'detr/detr_r101_8xb2-500e_coco.py',
-    'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py':
-    'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
-    'dab_detr/dab-detr_r50_8xb2-50e_coco.py':
-    'dab_detr/dab-detr_r50_8xb2-50e_coco.py',
-}
+# our configs with the name of one of mmdet's: the same recipe
+MMDET_EQUIVALENTS = [name for name in CONFIGS
+                     if osp.isfile(mmdet_config_path(name))]
 
 
-@pytest.mark.parametrize('name', sorted(MMDET_EQUIVALENTS))
+def test_configs_named_as_mmdets_are_found():
+    assert MMDET_EQUIVALENTS == [
+        'conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
+        'dab_detr/dab-detr_r50_8xb2-50e_coco.py',
+        'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+        'deformable_detr/deformable-detr-refine_r50_16xb2-50e_coco.py',
+        'deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'] + [
+        f'detr/detr_{name}.py' for name in (
+            'r101_8xb2-500e_coco', 'r18_8xb2-500e_coco',
+            'r50_8xb2-150e_coco', 'r50_8xb2-500e_coco')] + [
+        'dino/dino-4scale_r50_8xb2-12e_coco.py']
+
+
+@pytest.mark.parametrize('name', MMDET_EQUIVALENTS)
 def test_variant_matches_mmdet_recipe(name):
     ours = Config.fromfile(osp.join(CONFIG_DIR, name))
-    theirs = Config.fromfile(mmdet_config_path(MMDET_EQUIVALENTS[name]))
+    theirs = Config.fromfile(mmdet_config_path(name))
     assert ours.train_cfg == theirs.train_cfg
     assert ours.param_scheduler == theirs.param_scheduler
     # ours is AtomicCheckpointHook (mmengine's CheckpointHook, written
@@ -94,7 +120,8 @@ def test_variant_matches_mmdet_recipe(name):
 
 def test_dc5_dilates_the_last_stage():
     from detr_plugin.registry import MODELS
-    cfg = load_config(osp.join(CONFIG_DIR, 'detr_r50-dc5_8xb2-150e.py'))
+    cfg = load_config(osp.join(CONFIG_DIR, 'detr',
+                                   'detr_r50-dc5_8xb2-150e_coco.py'))
     with DefaultScope.overwrite_default_scope('detr_plugin'):
         backbone = MODELS.build(cfg.model.backbone)
     backbone.eval()
@@ -104,23 +131,11 @@ def test_dc5_dilates_the_last_stage():
     assert cfg.train_cfg.max_epochs == 150
 
 
-def load_tool(name):
-    """``tools/<name>.py`` as a module (for its ``parse_args``)."""
-    import importlib.util
-    path = osp.join(osp.dirname(CONFIG_DIR), 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     from detr_plugin.engine import cli
     monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
     train = load_tool('train')
-    config = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')
-
-    args = train.parse_args([config, '--resume', '--cfg-options',
+    args = train.parse_args([DETR_R50_ALIAS, '--resume', '--cfg-options',
                              'train_dataloader.batch_size=4'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)
@@ -128,7 +143,7 @@ def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
     assert cfg.train_dataloader.batch_size == 4
 
-    args = train.parse_args([config, '--resume', 'a/iter_8.pth',
+    args = train.parse_args([DETR_R50_ALIAS, '--resume', 'a/iter_8.pth',
                              '--work-dir', 'out', '--launcher', 'pytorch'])
     cfg = cli.load_config(args)
     cli.set_resume(cfg, args.resume)

@@ -2,12 +2,12 @@
 checkpoints become checkpoints that load strictly into this package's DETR."""
 import argparse
 import os
-import os.path as osp
 import pickle
-import sys
 
 import pytest
 import torch
+from helpers.configs import DETR_R50, tiny_config
+from helpers.tools import load_tool
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
@@ -15,11 +15,9 @@ from detr_plugin.checkpoint_converters import (COCO_CATEGORY_IDS,
                                                official_to_plugin,
                                                plugin_to_mmdet,
                                                plugin_to_official)
-from detr_test_utils import (CONFIG_DIR, REPO_ROOT, build_plugin_model,
-                             tiny_config)
+from detr_plugin.mmdet_reference import build_plugin_model
 
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import convert_checkpoint as tool  # noqa: E402
+tool = load_tool('convert_checkpoint')
 
 
 def official_r50_layout(num_layers=6, dims=256, ffn=2048, queries=100):
@@ -129,7 +127,7 @@ def test_official_r50_layout_maps_onto_our_r50_keys_and_shapes():
     assert not any('num_batches_tracked' in k for k in layout)
     state = {k: torch.zeros(s) for k, s in layout.items()}
     converted = official_to_plugin(state, num_classes=80)
-    ours = build_plugin_model(f'{CONFIG_DIR}/detr_r50_8xb2.py').state_dict()
+    ours = build_plugin_model(DETR_R50).state_dict()
     assert set(converted) == set(ours)
     for key, value in ours.items():
         assert converted[key].shape == value.shape, key

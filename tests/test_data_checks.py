@@ -20,32 +20,27 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from helpers.configs import DETR_R50, data_overrides, tiny_config
+from helpers.data import SHAPES_CLASSES, ann_path, broken_copy, truncate_file
 from mmengine.registry import DefaultScope
-from safety_test_utils import (SHAPES_CLASSES, ann_path, broken_copy,
-                               dataset_overrides, make_shapes, truncate_file)
 
 import detr_plugin  # noqa: F401
 from detr_plugin.registry import DATASETS
-from detr_plugin.safety import (CheckedCocoDataset, CheckedLoadImageFromFile,
-                                CocoDatasetChecksMixin, CorruptImageError,
-                                DatasetCheckError, check_dataset_config)
-from detr_plugin.safety.image_files import find_corruption
-from detr_test_utils import CONFIG_DIR, build_plugin_model, tiny_config
+from detr_plugin.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
+                                  CorruptImageError, DatasetCheckError,
+                                  check_dataset_config)
+from detr_plugin.datasets.transforms import find_corruption
+from detr_plugin.mmdet_reference import build_plugin_model
 
 TRAIN_PIPELINE = [dict(type='LoadImageFromFile'),
                   dict(type='LoadAnnotations', with_bbox=True),
                   dict(type='PackDetInputs')]
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    return make_shapes(str(tmp_path_factory.mktemp('data') / 'shapes'))
-
-
 def config_for(root, classes=SHAPES_CLASSES, num_classes=None, **dataset):
     """The tiny DETR config training on ``root``."""
     cfg = tiny_config(num_classes=num_classes or len(classes))
-    cfg.merge_from_dict(dataset_overrides(root, classes, **dataset))
+    cfg.merge_from_dict(data_overrides(root, classes, **dataset))
     return cfg
 
 
@@ -75,10 +70,10 @@ def build_dataset(root, classes=SHAPES_CLASSES, **kwargs):
 
 def test_base_config_uses_the_checked_dataset():
     """Every dataset of the base recipe is a CheckedCocoDataset."""
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    cfg = Config.fromfile(DETR_R50)
     for split in ('train', 'val', 'test'):
         cls = DATASETS.get(cfg[f'{split}_dataloader'].dataset.type)
-        assert issubclass(cls, CocoDatasetChecksMixin), split
+        assert issubclass(cls, CheckedCocoDataset), split
 
 
 def test_checked_dataset_loads_images_with_the_checked_loader(shapes):
@@ -97,7 +92,7 @@ def test_clean_set_passes_with_its_counts(shapes):
     assert report.errors == [] and report.warnings == []
     assert report.num_images == 6 == report.num_train_images
     assert report.num_boxes == len(coco['annotations'])
-    assert len(report.dropped) == 0
+    assert report.num_dropped == 0
     assert report.files_checked == 'exist'
 
 
@@ -114,7 +109,7 @@ def test_class_name_not_in_file(shapes):
 def test_no_class_in_file(shapes):
     """mmdet's default: the 80 COCO classes on a custom set -> no box."""
     cfg = tiny_config(num_classes=80)
-    cfg.merge_from_dict(dataset_overrides(shapes))
+    cfg.merge_from_dict(data_overrides(shapes))
     del cfg.train_dataloader.dataset.metainfo
     check_fails(cfg, 'none of the classes is a category name',
                 'load no box at all (AP 0)')
@@ -231,9 +226,9 @@ def broken_boxes(shapes, tmp_path_factory):
 def test_invalid_boxes_are_counted_not_fatal(broken_boxes):
     (report, ) = check_dataset_config(config_for(broken_boxes), 'train')
     assert report.errors == []
-    assert len(report.dropped) == 5
+    assert report.num_dropped == 5
     reasons = {k: [a for a, _ in v]
-               for k, v in report.dropped.by_reason.items()}
+               for k, v in report.dropped.items()}
     assert reasons == {'width or height <= 0': [1, 5],
                        'NaN or infinite coordinate': [2, 4],
                        'wholly outside its image': [3]}
@@ -244,7 +239,7 @@ def test_invalid_boxes_dropped_from_training_data_with_one_warning(
         broken_boxes):
     with open(ann_path(broken_boxes)) as f:
         coco = json.load(f)
-    with mock.patch('detr_plugin.safety.coco_dataset.print_log') as log:
+    with mock.patch('detr_plugin.datasets.checked_coco.print_log') as log:
         dataset = build_dataset(broken_boxes)
     warnings = [c for c in log.call_args_list if c.kwargs.get('level') == 30]
     assert len(warnings) == 1
@@ -353,12 +348,9 @@ def test_load_image_names_or_skips_a_truncated_file(shapes, tmp_path):
             img_path=osp.join(root, 'train', '000099.jpg'), img_id=99))
 
 
-def test_balloon_images_are_not_flagged():
-    from detr_test_utils import BALLOON_ROOT
-    if not osp.isdir(BALLOON_ROOT):
-        pytest.skip(f'the balloon set is not at {BALLOON_ROOT}')
+def test_balloon_images_are_not_flagged(balloon_root):
     for split in ('train', 'val'):
-        folder = osp.join(BALLOON_ROOT, split)
+        folder = osp.join(balloon_root, split)
         for name in sorted(os.listdir(folder)):
             if name.endswith('.jpg'):
                 with open(osp.join(folder, name), 'rb') as f:
@@ -375,7 +367,7 @@ def test_image_list_without_annotations_passes_in_test_mode(shapes, tmp_path):
     cfg = config_for(root)
     check_fails(cfg, "not COCO-shaped: no list 'annotations'")
     cfg.test_dataloader.dataset.update(
-        dataset_overrides(root)['train_dataloader']['dataset'],
+        data_overrides(root)['train_dataloader']['dataset'],
         test_mode=True)
     cfg.test_evaluator = dict(type='CocoMetric', format_only=True,
                               ann_file=ann_path(root), metric='bbox',

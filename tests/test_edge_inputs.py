@@ -3,14 +3,16 @@ more boxes than queries."""
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.configs import tiny_config
 
-from detr_test_utils import build_plugin_model, make_batch, tiny_config
+from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.testing import make_batch
 
 
 @pytest.fixture(scope='module')
 def model():
     torch.manual_seed(0)
-    return build_plugin_model(tiny_config(num_classes=3, num_queries=10))
+    return build_plugin_model(tiny_config(num_classes=3))
 
 
 def _losses_and_grads(model, num_gts, shapes=((64, 64), (48, 64))):

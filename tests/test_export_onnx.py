@@ -1,21 +1,20 @@
 """tools/export_onnx.py: DETR with a dynamic image size, the padding mask and
 post-processing in one ONNX graph that onnxruntime runs like PyTorch."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from helpers.configs import tiny_config
+from helpers.detector import write_tiny_detector
+from helpers.tools import load_tool
 
 from detr_plugin.deploy import DETRExportWrapper
-from detr_test_utils import REPO_ROOT, build_plugin_model, make_batch, \
-    tiny_config
-from test_infer import write_tiny_detector
+from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.testing import make_batch
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
-
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import export_onnx as tool  # noqa: E402
+tool = load_tool('export_onnx')
 
 
 def test_wrapper_computes_what_predict_computes_on_a_padded_batch():

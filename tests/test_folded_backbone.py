@@ -60,7 +60,8 @@ def test_copies_follow_weight_changes_at_the_points_where_they_happen():
     """The detector drops its folded copies at train()/eval() switches
     (mmengine's EMA swap comes right before eval()), at load_state_dict and
     at an explicit refresh; nothing is checked per forward."""
-    from detr_test_utils import build_plugin_model, tiny_config
+    from detr_plugin.mmdet_reference import build_plugin_model
+    from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config()).eval()
     backbone, cache = model.backbone, model.folded_backbone
     images = torch.randn(1, 3, 64, 64)
@@ -110,7 +111,8 @@ def test_copies_follow_weight_changes_at_the_points_where_they_happen():
 def test_autocast_uses_the_folded_copy_without_a_warning():
     """Under bf16 autocast the copy's check runs in float32 and passes."""
     import warnings
-    from detr_test_utils import build_plugin_model, tiny_config
+    from detr_plugin.mmdet_reference import build_plugin_model
+    from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config()).eval()
     images = torch.randn(1, 3, 64, 64)
     with warnings.catch_warnings():
@@ -254,7 +256,9 @@ def test_nothing_is_folded_where_something_trains():
 def test_detector_uses_the_folded_copies():
     """Training folds the frozen stages, predict() the whole backbone;
     a gradient-enabled eval forward uses the backbone itself."""
-    from detr_test_utils import build_plugin_model, tiny_config
+    from helpers.configs import tiny_config
+
+    from detr_plugin.mmdet_reference import build_plugin_model
     model = build_plugin_model(tiny_config())
     cache = model.folded_backbone
     images = torch.randn(1, 3, 64, 64)

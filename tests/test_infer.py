@@ -2,55 +2,20 @@
 boxes and one COCO results JSON out."""
 import json
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers.data import SHAPES_CLASSES as CLASSES
+from helpers.detector import IMAGE_SHAPES, write_tiny_detector
+from helpers.tools import load_tool
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from detr_plugin.apis import DETRInferencer, coco_results, list_images
-from detr_test_utils import REPO_ROOT, build_plugin_model, tiny_config
 
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import infer  # noqa: E402
-
-CLASSES = ('circle', 'square', 'triangle')
-IMAGE_SHAPES = {'a.jpg': (90, 120), 'b.png': (128, 96)}  # (h, w)
-
-
-def write_tiny_detector(root, dropout: float = 0.):
-    """A tiny 3-class DETR config file and checkpoint, and two images.
-
-    Returns ``(config path, checkpoint path, image folder)``. The test
-    pipeline resizes to at most 160 x 128 so that every forward is fast.
-    ``dropout`` sets every attention and FFN dropout of the transformer
-    (inference must switch them off).
-    """
-    cfg = tiny_config(num_classes=len(CLASSES))
-    for part in ('encoder', 'decoder'):
-        layer = cfg.model[part].layer_cfg
-        layer.attn_cfgs.update(attn_drop=dropout, proj_drop=dropout)
-        layer.ffn_cfgs.update(ffn_drop=dropout)
-    cfg.test_dataloader.dataset.pipeline[1].scale = (160, 128)
-    config = str(root / 'tiny_detr.py')
-    cfg.dump(config)
-    torch.manual_seed(0)
-    model = build_plugin_model(cfg)
-    checkpoint = str(root / 'tiny_detr.pth')
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=CLASSES))),
-               checkpoint)
-    images = root / 'images'
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for name, (h, w) in IMAGE_SHAPES.items():
-        cv2.imwrite(str(images / name),
-                    rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-    (images / 'notes.txt').write_text('not an image')
-    return config, checkpoint, str(images)
+infer = load_tool('infer')
 
 
 @pytest.fixture(scope='module')

@@ -12,8 +12,9 @@ import json
 import os.path as osp
 
 import pytest
-from tool_utils import (TINY_CONFIG, free_port, load_checkpoint,
-                        make_shapes_root, read_log, run_tool)
+from helpers.configs import TINY_CONFIG
+from helpers.data import make_shapes
+from helpers.tools import free_port, load_checkpoint, read_log, run_tool
 
 # One plain SGD step without gradient clipping, so that "weights after the
 # step" compares the gradients (weights = initial - 0.01 * grad; gradients
@@ -33,9 +34,9 @@ ONE_STEP = ['train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1',
 @pytest.fixture(scope='module')
 def two_images(tmp_path_factory):
     """A root with 2 training images of 64x64 with different box counts."""
-    root = make_shapes_root(str(tmp_path_factory.mktemp('dist')),
-                            num_train=2, num_val=1, empty_fraction=0.,
-                            seed=5)  # 4 and 1 boxes
+    root = str(tmp_path_factory.mktemp('dist'))
+    make_shapes(osp.join(root, 'data', 'shapes'), num_train=2, num_val=1,
+                seed=5)  # 4 and 1 boxes
     ann = json.load(open(osp.join(root, 'data', 'shapes', 'annotations',
                                   'instances_train.json')))
     counts = [sum(a['image_id'] == img['id'] for a in ann['annotations'])

@@ -20,9 +20,10 @@ from mmdet.structures import DetDataSample
 from detr_plugin.checkpoint_converters import (mmdet_to_plugin,
                                                model_variant,
                                                plugin_to_mmdet)
-from detr_plugin.mmdet_reference import (same_proposal_ranking,
+from detr_plugin.mmdet_reference import (build_r50_pair,
+                                         same_proposal_ranking,
                                          train_without_dropout)
-from detr_test_utils import build_r50_pair, make_batch
+from detr_plugin.testing import make_batch
 from test_parity_mmdet import CASES, assert_same_detections
 
 # variant: detections per image (test_cfg.max_per_img), the references the

@@ -5,7 +5,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from detr_plugin.checkpoint_converters import mmdet_to_plugin, plugin_to_mmdet
-from detr_test_utils import build_r50_pair, make_batch
+from detr_plugin.mmdet_reference import build_r50_pair
+from detr_plugin.testing import make_batch
 
 # Two padded images of different sizes; box counts 0, 1 and 20 across cases.
 CASES = {

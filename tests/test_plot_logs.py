@@ -1,15 +1,11 @@
 """tools/plot_logs.py: mmengine's scalars.json of one or several runs as
 curves, one subplot per key."""
 import json
-import os.path as osp
-import sys
 
 import pytest
+from helpers.tools import load_tool
 
-from detr_test_utils import REPO_ROOT
-
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import plot_logs  # noqa: E402
+plot_logs = load_tool('plot_logs')
 
 
 def write_run(run_dir, train_steps, val_epochs, iters_per_epoch=4,

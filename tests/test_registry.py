@@ -2,14 +2,15 @@
 to mmdet; mmdet's own scope is untouched by importing the package."""
 import mmdet.models
 import pytest
+from helpers.configs import DETR_R50
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmengine.registry import DefaultScope
 
 import detr_plugin
 from detr_plugin import registry
-from detr_test_utils import (CONFIG_DIR, build_mmdet_model,
-                             build_plugin_model, mmdet_config_path)
+from detr_plugin.mmdet_reference import (build_mmdet_model, build_plugin_model,
+                                         mmdet_config_path)
 
 PLUGIN_MODELS = ['DETR', 'DETRHead', 'SinePositionalEncoding',
                  'LearnedPositionalEncoding', 'MultiheadAttention',
@@ -70,7 +71,7 @@ def test_mmdet_scope_is_unchanged(name):
 
 
 def test_configs_build_their_own_models():
-    ours = build_plugin_model(f'{CONFIG_DIR}/detr_r50_8xb2.py')
+    ours = build_plugin_model(DETR_R50)
     theirs = build_mmdet_model(
         mmdet_config_path('detr/detr_r50_8xb2-150e_coco.py'))
     assert type(ours) is detr_plugin.models.DETR

@@ -16,8 +16,9 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
-from tool_utils import (TINY_CONFIG, load_checkpoint, make_shapes_root,
-                        read_log, run_tool)
+from helpers.configs import TINY_CONFIG
+from helpers.data import make_shapes
+from helpers.tools import load_checkpoint, read_log, run_tool
 
 # one of the 5 training images has no box: filter_empty_gt drops it
 FILTER_EMPTY = 'train_dataloader.dataset.filter_cfg.filter_empty_gt=True'
@@ -26,8 +27,9 @@ FILTER_EMPTY = 'train_dataloader.dataset.filter_cfg.filter_empty_gt=True'
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     """Work dirs of a 4-iteration run and of a run resumed after 2."""
-    root = make_shapes_root(str(tmp_path_factory.mktemp('resume')),
-                            empty_fraction=0.2)
+    root = str(tmp_path_factory.mktemp('resume'))
+    make_shapes(osp.join(root, 'data', 'shapes'), num_train=5,
+                empty_fraction=0.2)
     # default work dir: ./work_dirs/<config name>
     run_tool(['train.py', TINY_CONFIG, '--cfg-options', FILTER_EMPTY], root)
     straight = osp.join(root, 'work_dirs', 'detr_tiny_shapes')
@@ -40,7 +42,7 @@ def runs(tmp_path_factory):
     second = run_tool(['train.py', TINY_CONFIG, '--work-dir', resumed,
                        '--resume', '--cfg-options', FILTER_EMPTY], root)
     return dict(root=root, straight=straight, resumed=resumed,
-                second_log=second.stdout + second.stderr)
+                second_log=second.out)
 
 
 def assert_same_tensors(a, b, what):
@@ -97,7 +99,7 @@ def test_test_tool_evaluates_dumps_and_draws(runs, tmp_path):
                      osp.join(runs['straight'], 'iter_4.pth'),
                      '--work-dir', str(tmp_path), '--out', str(out),
                      '--show-dir', 'vis'], runs['root'])
-    log = proc.stdout + proc.stderr
+    log = proc.out
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in log  # COCO table
     assert 'coco/bbox_mAP' in log
     with open(out, 'rb') as f:

@@ -26,20 +26,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from safety_test_utils import (broken_copy, make_shapes, run_tool,
-                               run_until_stalled, tiny_train_config,
-                               truncate_file, write_config)
+from helpers.configs import tiny_train_config, write_config
+from helpers.data import broken_copy, truncate_file
+from helpers.tools import load_checkpoint, run_tool, run_until_stalled
 
-from detr_plugin.engine import allow_mmengine_checkpoint_globals
-from detr_plugin.safety import (AtomicCheckpointHook, NonFiniteLossHook,
-                                atomic_write, find_resumable_checkpoint,
-                                is_complete_checkpoint)
-from detr_plugin.safety.nonfinite_loss import nonfinite_terms
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    return make_shapes(str(tmp_path_factory.mktemp('data') / 'shapes'))
+from detr_plugin.engine.hooks import (AtomicCheckpointHook, NonFiniteLossHook,
+                                      atomic_write, find_resumable_checkpoint,
+                                      is_complete_checkpoint, nonfinite_terms)
 
 
 def last_checkpoint(work_dir):
@@ -47,11 +40,8 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def load(path):
-    """As mmengine's resume loads it (``weights_only=True``, mmengine's types
-    allow-listed; registered again in case a test removed them)."""
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu')
+def checkpoint_files(work_dir):
+    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
 
 
 def assert_stopped_at_good_checkpoint(work_dir, iteration=2):
@@ -60,7 +50,7 @@ def assert_stopped_at_good_checkpoint(work_dir, iteration=2):
     path = osp.join(work_dir, f'iter_{iteration}.pth')
     assert last_checkpoint(work_dir) == path
     assert not osp.exists(osp.join(work_dir, f'iter_{iteration + 2}.pth'))
-    ckpt = load(path)
+    ckpt = load_checkpoint(path)
     assert ckpt['meta']['iter'] == iteration
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values()
                if v.is_floating_point())
@@ -71,7 +61,7 @@ def assert_finished(proc, work_dir, iteration=4):
     assert proc.returncode == 0, proc.out[-5000:]
     path = osp.join(work_dir, f'iter_{iteration}.pth')
     assert last_checkpoint(work_dir) == path
-    ckpt = load(path)
+    ckpt = load_checkpoint(path)
     assert ckpt['meta']['iter'] == iteration
     return ckpt
 
@@ -84,7 +74,8 @@ def test_truncated_image_stops_then_is_skipped_on_resume(shapes, tmp_path):
     cfg = write_config(tiny_train_config(root), str(tmp_path / 'cfg.py'))
     work = str(tmp_path / 'work')
 
-    proc = run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path))
+    proc = run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path),
+                    check=False)
     assert proc.returncode != 0
     assert f'CorruptImageError: corrupt image file {bad}' in proc.out
     assert '(img_id 3)' in proc.out
@@ -113,7 +104,7 @@ def test_nan_loss_stops_without_a_poisoned_checkpoint_then_skips(shapes,
     good = assert_finished(proc, work, iteration=2)
 
     proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume',
-                     '--cfg-options', nan_loss], str(tmp_path))
+                     '--cfg-options', nan_loss], str(tmp_path), check=False)
     assert proc.returncode != 0
     assert 'NonFiniteLossError: non-finite loss at iteration 3 ' in proc.out
     assert 'loss_bbox=nan' in proc.out and 'd0.loss_bbox=nan' in proc.out
@@ -191,6 +182,24 @@ def test_kill_while_saving_keeps_the_last_complete_checkpoint(shapes,
     assert_finished(proc, work)
     assert sorted(n for n in os.listdir(work) if 'pth' in n) == \
         ['iter_4.pth']  # max_keep_ckpts=1, and no temporary file
+
+
+def test_max_keep_ckpts_holds_again_after_a_kill_before_pruning(shapes,
+                                                               tmp_path):
+    """A kill after a save and before the pruning of the oldest checkpoint
+    leaves one checkpoint too many, which mmengine's bookkeeping of the kept
+    ids (in the message hub) never deletes (issue 14, item 9). The pruning
+    looks at the disk, so the next save restores max_keep_ckpts."""
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'cfg.py'))
+    work = str(tmp_path / 'work')
+    # what that kill leaves with max_keep_ckpts=1: iter_2 and iter_4
+    run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path))
+    assert checkpoint_files(work) == ['iter_2.pth', 'iter_4.pth']
+    run_tool(['train.py', cfg, '--work-dir', work, '--resume',
+              '--cfg-options', 'train_cfg.max_iters=6',
+              'default_hooks.checkpoint.max_keep_ckpts=1'], str(tmp_path))
+    assert checkpoint_files(work) == ['iter_6.pth']
+    assert last_checkpoint(work) == osp.join(work, 'iter_6.pth')
 
 
 def test_mmengine_checkpoint_hook_loses_every_checkpoint(shapes, tmp_path):
@@ -334,7 +343,7 @@ def test_train_stops_before_the_first_iteration_on_bad_data(shapes, tmp_path,
     change(cfg, root)
     work = str(tmp_path / 'work')
     proc = run_tool(['train.py', write_config(cfg, str(tmp_path / 'c.py')),
-                     '--work-dir', work], str(tmp_path))
+                     '--work-dir', work], str(tmp_path), check=False)
     assert proc.returncode == 1
     assert 'DatasetCheckError' in proc.out
     for fragment in fragments:
@@ -362,7 +371,7 @@ def test_test_tool_checks_the_test_split_first(shapes, tmp_path):
         ann_file=osp.join(root, 'annotations', 'instances_val.json'))
     proc = run_tool(['test.py', write_config(cfg, str(tmp_path / 'c.py')),
                      str(tmp_path / 'no_such.pth'), '--work-dir',
-                     str(tmp_path / 'work')], str(tmp_path))
+                     str(tmp_path / 'work')], str(tmp_path), check=False)
     assert proc.returncode == 1
     assert 'DatasetCheckError' in proc.out
     assert 'test_dataloader.dataset' in proc.out

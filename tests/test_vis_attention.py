@@ -3,17 +3,15 @@ cross-attention of the top queries and the encoder's self-attention at
 reference points, read through the attention modules' keep_weights opt-in."""
 import math
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from helpers.detector import IMAGE_SHAPES, write_tiny_detector
+from helpers.tools import load_tool
 
 from detr_plugin.apis import DETRInferencer, attention_maps
-from detr_test_utils import REPO_ROOT
-from test_infer import IMAGE_SHAPES, write_tiny_detector
 
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-import vis_attention  # noqa: E402
+vis_attention = load_tool('vis_attention')
 
 
 @pytest.fixture(scope='module')

@@ -28,8 +28,9 @@ from typing import Callable, Dict, List
 import torch
 
 from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
-                                         make_batch, same_proposal_ranking,
+                                         same_proposal_ranking,
                                          train_without_dropout)
+from detr_plugin.testing import make_batch
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size

@@ -18,7 +18,14 @@ import os
 import os.path as osp
 import sys
 
+import numpy as np
+
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from detr_plugin.datasets.coco_annotations import ids_text  # noqa: E402
+
+# COCO's area ranges (pixels^2) for AP_s / AP_m / AP_l
+AREA_RANGES = (('small', 0, 32**2), ('medium', 32**2, 96**2),
+               ('large', 96**2, float('inf')))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +48,63 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, as in tools/train.py')
     return parser.parse_args(argv)
+
+
+def box_size_lines(box_sizes) -> list:
+    """Percentiles of sqrt(w * h), COCO's area ranges and aspect ratios of
+    ``(N, 2)`` box widths and heights in pixels."""
+    if not len(box_sizes):
+        return []
+    w, h = np.asarray(box_sizes, dtype=float).T
+    buckets = ', '.join(f'{name} {int(((w * h >= lo) & (w * h < hi)).sum())}'
+                        for name, lo, hi in AREA_RANGES)
+    return [
+        '  box size sqrt(w*h) px: min {:.1f}, 5% {:.1f}, median {:.1f}, '
+        '95% {:.1f}, max {:.1f}'.format(
+            *np.percentile(np.sqrt(w * h), [0, 5, 50, 95, 100])),
+        f'  box area (COCO ranges): {buckets}',
+        '  box aspect w/h: 5% {:.2f}, median {:.2f}, 95% {:.2f}'.format(
+            *np.percentile(w / h, [5, 50, 95]))]
+
+
+def format_report(report) -> str:
+    """A dataset's ``DatasetReport`` as this tool prints it."""
+    lines = [f'== {report.key}']
+    if report.skipped:
+        return '\n'.join(lines + [f'  not checked: {report.skipped}'])
+    lines += [f'  annotation file: {report.ann_file}',
+              f'  image folder:    {report.img_dir}']
+    classes, without = report.classes, report.images_without_boxes
+    if report.parsed:
+        lines += [
+            f'  classes: {len(classes)} ({", ".join(classes[:10])}'
+            f'{", ..." if len(classes) > 10 else ""})',
+            f'  images: {report.num_images}',
+            f'  images without boxes: {len(without)}'
+            + (f' (ids {ids_text(without)})' if without else '')]
+        if report.num_train_images is not None:
+            lines.append('  images used for training after filter_cfg: '
+                         f'{report.num_train_images}')
+        lines.append(f'  boxes: {report.num_boxes}' + (
+            f' ({report.num_crowd} crowd)' if report.num_crowd else ''))
+        width = max([len(c) for c in classes] + [5])
+        lines += ['  boxes per class:'] + [
+            f'    {name:<{width}} {report.boxes_per_class[name]}'
+            for name in classes]
+        if report.num_other_category:
+            lines.append('  boxes of other categories (not used): '
+                         f'{report.num_other_category}')
+        lines.append(f'  dropped boxes: {report.num_dropped}' + ''.join(
+            f'; {len(v)} {k}' for k, v in report.dropped.items()))
+        lines.append(f'  boxes clamped to their image: {report.num_clamped}')
+        lines += box_size_lines(report.box_sizes)
+        lines.append(
+            f'  image files checked: {report.files_checked}; missing '
+            f'{len(report.missing_files)}, unreadable '
+            f'{len(report.corrupt_files)}, size differs from the file '
+            f'{len(report.size_mismatch)}')
+    return '\n'.join(lines + [f'  ERROR: {e}' for e in report.errors]
+                     + [f'  warning: {w}' for w in report.warnings])
 
 
 def draw_ground_truth(cfg, split: str, out_dir: str,
@@ -76,20 +140,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmengine.config import Config
 
-    import detr_plugin  # noqa: F401  (registers the detr_plugin scope)
-    from detr_plugin.safety import audit_split
+    from detr_plugin.datasets import audit_split
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # --show-dir builds the dataset again: it takes the loaded one over
     reports = audit_split(cfg, args.split, check_files=True,
-                          decode_images=not args.no_decode)
+                          decode_images=not args.no_decode,
+                          hand_off=bool(args.show_dir))
     if not reports:
         print(f'{args.config}: no {args.split}_dataloader dataset to check')
         return 1
     for report in reports:
-        print(report.format())
+        print(format_report(report))
     errors = sum(len(r.errors) for r in reports)
-    warnings = sum(len(r.all_warnings) for r in reports)
+    warnings = sum(len(r.warnings) for r in reports)
     if errors:
         print(f'FAILED: {errors} error(s), {warnings} warning(s): training '
               f'on the {args.split} split would fail or learn nothing')

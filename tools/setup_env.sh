@@ -6,12 +6,30 @@
 # GPU users: install your own CUDA build of torch into .venv first
 #   python3 -m venv .venv && .venv/bin/pip install torch==<your version>
 # and this script keeps it (it installs torch==2.13.0, the CPU wheel, only when
-# no torch is importable).
+# no torch is importable; it refuses a torch older than requirements.txt says).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 STAMP="$VENV/.detr_plugin_setup"
+# the oldest torch the code runs on, as requirements.txt states it
+MIN_TORCH="$(sed -n 's/^torch>=\([0-9.]*\).*/\1/p' "$ROOT/requirements.txt")"
+
+# Refuse a torch older than MIN_TORCH (sort -V: 2.6 < 2.6.0 < 2.13.0+cpu).
+check_torch_version() {
+  local have="$1"
+  if [ "$(printf '%s\n%s\n' "$MIN_TORCH" "$have" | sort -V | head -n1)" != "$MIN_TORCH" ]; then
+    echo "[setup_env] torch $have is installed in $VENV, but detr_plugin needs torch>=$MIN_TORCH" \
+      "(see requirements.txt: torch.nn.utils.get_total_norm, add_safe_globals with (object, name) pairs)." \
+      "Upgrade it (GPU: pip install \"torch>=$MIN_TORCH\" from your CUDA wheel index; CPU:" \
+      "$PY -m pip install torch==2.13.0), or delete $VENV, then run this script again." >&2
+    return 1
+  fi
+}
+if [ "${1:-}" = "--check-torch-version" ]; then  # test hook: no install
+  check_torch_version "$2"
+  exit
+fi
 
 # The stamp records the files that define the environment; any change re-runs pip.
 want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
@@ -29,6 +47,7 @@ pip install -q "setuptools>=77.0.3,<81" wheel
 if ! "$PY" -c "import torch" 2>/dev/null; then
   pip install -q torch==2.13.0
 fi
+check_torch_version "$("$PY" -c "import torch; print(torch.__version__)")"
 # mmdet 3.3.0 asserts mmcv < 2.2; there is no prebuilt 2.1.0 wheel for this torch,
 # so it is built from source with its ops (about 9 minutes on 2 cores, once: pip
 # caches the wheel). Its setup.py imports torch, hence --no-build-isolation.

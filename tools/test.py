@@ -18,7 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
 from detr_plugin.engine import cli  # noqa: E402
-from detr_plugin.safety import check_dataset_config  # noqa: E402
+from detr_plugin.datasets import check_dataset_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +53,8 @@ def main(argv=None):
     setup_cache_size_limit_of_dynamo()
     cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
-    check_dataset_config(cfg, 'test')  # before loading the model
+    cli.init_process_group(cfg)  # the check runs on rank 0
+    check_dataset_config(cfg, 'test', hand_off=True)  # before the model
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     runner = cli.build_runner(cfg)

@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
 from detr_plugin.engine import cli  # noqa: E402
-from detr_plugin.safety import check_dataset_config  # noqa: E402
+from detr_plugin.datasets import check_dataset_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,11 +53,14 @@ def main(argv=None):
     if args.auto_scale_lr:
         cli.enable_auto_scale_lr(cfg)
     cli.set_resume(cfg, args.resume)
-    # classes, num_classes, annotation files and image folders, before the
-    # model is built: one DatasetCheckError naming key, file, ids and fix
-    check_dataset_config(cfg, 'train')
+    # classes, num_classes, annotation files and image files, before the
+    # model is built: one DatasetCheckError naming key, file, ids and fix.
+    # On rank 0, the others get the verdict; the runner's datasets take the
+    # loaded ones over (each annotation file is read once).
+    cli.init_process_group(cfg)
+    check_dataset_config(cfg, 'train', hand_off=True)
     if cfg.get('val_cfg') and cfg.get('val_dataloader'):
-        check_dataset_config(cfg, 'val')
+        check_dataset_config(cfg, 'val', hand_off=True)
     runner = cli.build_runner(cfg)
     runner.train()
 

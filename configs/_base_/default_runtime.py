@@ -8,7 +8,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # mmengine's CheckpointHook, but a kill while saving never leaves a
-    # truncated file for --resume (detr_plugin.safety.atomic_checkpoint)
+    # truncated file for --resume (detr_plugin.engine.hooks)
     checkpoint=dict(type='AtomicCheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'),

@@ -3,7 +3,7 @@
 # DETR R50 with 300 queries, conditional cross-attention around reference
 # points, sigmoid focal classification (loss and matching cost x 2), and 50
 # epochs with the LR dropped at 40.
-_base_ = '../detr_r50_8xb2.py'
+_base_ = '../detr/detr_r50_8xb2-150e_coco.py'
 
 conditional_attention = dict(
     type='ConditionalAttention', embed_dims=256, num_heads=8, attn_drop=0.1)

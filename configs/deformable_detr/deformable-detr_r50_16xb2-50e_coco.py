@@ -5,7 +5,7 @@
 # and level), FFN 1024, 300 queries with learned reference points, sigmoid
 # focal classification, AdamW 2e-4 (sampling offsets and reference points at
 # x 0.1), 50 epochs with the LR dropped at 40, 16 GPUs x 2 images.
-_base_ = '../detr_r50_8xb2.py'
+_base_ = '../detr/detr_r50_8xb2-150e_coco.py'
 
 deformable_attention = dict(
     type='DeformableAttention', embed_dims=256, num_levels=4, dropout=0.1)

@@ -1,6 +1,6 @@
 # DETR that learns in minutes on a CPU: the synthetic shapes set of
 # tools/demo.sh (64 x 64 images, 0-3 shapes each, 3 classes). Same model as
-# ../detr_r50_8xb2.py, shrunk and sped up:
+# ../detr/detr_r50_8xb2-150e_coco.py, shrunk and sped up:
 # - ResNet-18 at 16 base channels trained from scratch (trainable BN, full LR),
 #   three stages: stride 16, a 4 x 4 feature map of 64 channels;
 # - a 128-d 3 + 3 layer post-norm transformer without dropout;
@@ -9,7 +9,7 @@
 #   iterations;
 # - AdamW 4e-4 (not 1e-4; 1e-3 diverged), batch 8, 4,000 iterations (about
 #   5 minutes on 2 idle cores; seed 0 reaches mAP_50 0.90, see the README).
-_base_ = ['../detr_r50_8xb2.py']
+_base_ = ['../detr/detr_r50_8xb2-150e_coco.py']
 
 data_root = 'data/shapes/'
 metainfo = dict(classes=('circle', 'square', 'triangle'))

@@ -108,31 +108,36 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.load_from = resume
 
 
-def init_cpu_process_group(cfg: Config) -> None:
-    """mmengine's ``init_dist`` for ``cfg.launcher``, minus its CUDA call.
+def init_process_group(cfg: Config) -> None:
+    """mmengine's ``init_dist`` for ``cfg.launcher`` (nothing without a
+    launcher, or when done already), before the runner exists: the data
+    check runs on rank 0 and shares its verdict, and the ``Runner`` uses
+    the group it finds.
 
-    mmengine's launchers call ``torch.cuda.set_device(local_rank)`` before
-    ``init_process_group``, which raises on a torch built without CUDA; the
-    rest (reading torchrun / Slurm / MPI environment variables, the timeout)
-    is kept by running it with that one call made a no-op. The ``Runner``
-    then finds the process group initialised and uses it.
+    Without CUDA, mmengine's launchers' ``torch.cuda.set_device(local_rank)``
+    (called before ``init_process_group``) raises on a torch built without
+    CUDA; the rest (torchrun / Slurm / MPI environment variables, the
+    timeout) is kept by running it with that one call made a no-op.
     """
     from unittest import mock
 
-    from mmengine.dist import init_dist
-    with mock.patch('torch.cuda.set_device', lambda device: None):
-        init_dist(cfg.launcher, **cfg.env_cfg.get('dist_cfg', {}))
+    from mmengine.dist import init_dist, is_distributed
+    if cfg.launcher == 'none' or is_distributed():
+        return
+    dist_cfg = cfg.env_cfg.get('dist_cfg', {})
+    if torch.cuda.is_available():
+        init_dist(cfg.launcher, **dist_cfg)
+    else:
+        with mock.patch('torch.cuda.set_device', lambda device: None):
+            init_dist(cfg.launcher, **dist_cfg)
 
 
 def build_runner(cfg: Config):
     """mmengine's ``Runner``, or ``cfg.runner_type`` from our registry."""
-    from mmengine.dist import is_distributed
     from mmengine.runner import Runner
 
     from ..registry import RUNNERS
-    if cfg.launcher != 'none' and not torch.cuda.is_available() \
-            and not is_distributed():
-        init_cpu_process_group(cfg)
+    init_process_group(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

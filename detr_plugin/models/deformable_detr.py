@@ -323,6 +323,13 @@ class DeformableDETR(DETR):
         scores = self.bbox_head.cls_branches[branch](proposal_memory)
         boxes = self.bbox_head.reg_branches[branch](proposal_memory) + \
             proposals
+        if scores.size(1) < self.num_queries:
+            raise ValueError(
+                f'two-stage {type(self).__name__} selects num_queries='
+                f'{self.num_queries} proposals, one per feature position, but '
+                f'this batch has only {scores.size(1)} positions (levels '
+                f'{spatial_shapes.tolist()}): feed larger images or lower '
+                'num_queries')
         top = self.proposal_score(scores).topk(self.num_queries, dim=1)[1]
         return scores, boxes, top
 

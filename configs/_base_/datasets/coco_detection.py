@@ -2,7 +2,7 @@
 # transforms and CocoMetric. Unlike mmdet's base, images without boxes are
 # kept for training: DETR learns its no-object class from them.
 # CheckedCocoDataset is mmdet's CocoDataset plus the data checks of
-# detr_plugin.safety: classes that are not the file's stop loading, unusable
+# detr_plugin.datasets: classes that are not the file's stop loading, unusable
 # boxes are dropped with one warning (invalid_boxes='error' to stop instead),
 # a corrupt image names its file (corrupt_images='skip' to skip it).
 dataset_type = 'CheckedCocoDataset'

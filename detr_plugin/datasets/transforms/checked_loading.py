@@ -1,18 +1,11 @@
 """Corrupt and truncated image files: detect them, name them, or skip them.
 
-OpenCV 4 decodes a truncated JPEG without an error (the missing rows come
-out grey), and OpenCV 5 returns ``None``, which mmcv's ``LoadImageFromFile``
-turns into ``AssertionError: failed to load image``. :func:`find_corruption`
-reads the file's structure instead (JPEG markers up to the end-of-image
-marker, PNG chunks up to ``IEND``): a few milliseconds per megabyte, no
-decoding.
-
-:class:`CheckedLoadImageFromFile` (what ``CheckedCocoDataset`` puts in place
-of ``LoadImageFromFile`` in its pipeline) raises :class:`CorruptImageError`
-naming a corrupt file and its image id; with ``skip_corrupt=True`` it returns
-``None`` instead, which makes mmengine's ``BaseDataset`` fetch another image
-(training only), and logs one warning per skipped file with the running
-count.
+OpenCV 4 decodes a truncated JPEG without an error (the missing rows grey),
+OpenCV 5 returns ``None`` (mmcv: "failed to load image").
+:func:`find_corruption` reads the file's structure instead -- JPEG markers to
+the end-of-image marker, PNG chunks to ``IEND`` -- a few ms per megabyte.
+:class:`CheckedLoadImageFromFile`, which ``CheckedCocoDataset`` puts in place
+of ``LoadImageFromFile``, names a corrupt file and its image id, or skips it.
 """
 import re
 from typing import Optional
@@ -23,7 +16,7 @@ from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine import fileio
 from mmengine.logging import print_log
 
-from ..registry import TRANSFORMS
+from ...registry import TRANSFORMS
 
 JPEG_SOI = b'\xff\xd8'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -39,13 +32,10 @@ class CorruptImageError(OSError):
 
 
 def _jpeg_corruption(data: bytes) -> Optional[str]:
-    """Why ``data`` (starting with SOI) is not a complete JPEG, or ``None``.
-
-    Walks the marker segments by their lengths (so an EXIF thumbnail's own
-    end-of-image marker inside APP1 is skipped) and, after each start-of-scan,
-    the entropy-coded data to the next marker, until the end-of-image marker
-    EOI (0xFFD9). Bytes after EOI are allowed.
-    """
+    """Walk the marker segments by their lengths (an EXIF thumbnail's own
+    end-of-image marker, inside APP1, is skipped) and after each start of
+    scan the entropy-coded data, to the end-of-image marker EOI (0xFFD9);
+    bytes after it are allowed."""
     pos, size = 2, len(data)
     while True:
         while pos < size and data[pos] == 0xFF and pos + 1 < size \
@@ -75,8 +65,7 @@ def _jpeg_corruption(data: bytes) -> Optional[str]:
 
 
 def _png_corruption(data: bytes) -> Optional[str]:
-    """Why ``data`` (starting with the PNG signature) is not a complete PNG
-    (its chunks, by their lengths, up to ``IEND``), or ``None``."""
+    """Walk the chunks by their lengths to ``IEND``."""
     pos, size = len(PNG_SIGNATURE), len(data)
     while pos + 8 <= size:
         length = int.from_bytes(data[pos:pos + 4], 'big')
@@ -90,9 +79,8 @@ def _png_corruption(data: bytes) -> Optional[str]:
 
 
 def find_corruption(data: bytes) -> Optional[str]:
-    """Why the bytes of an image file cannot be a complete image, or
-    ``None``. Checks the structure of JPEG and PNG files and that a file is
-    not empty; other formats are left to the decoder."""
+    """Why the bytes of an image file are not a complete image, or ``None``
+    (the structure of JPEG and PNG files; other formats: the decoder's)."""
     if not data:
         return 'the file is empty'
     if data.startswith(JPEG_SOI):
@@ -104,24 +92,19 @@ def find_corruption(data: bytes) -> Optional[str]:
 
 def decode_image(data: bytes, path: str, color_type: str = 'color',
                  imdecode_backend: str = 'cv2') -> np.ndarray:
-    """The image in ``data`` as mmcv decodes it, after the structure check.
-
-    Raises:
-        CorruptImageError: naming ``path`` and what is wrong.
-    """
-    reason = find_corruption(data)
-    img = None
+    """The image in ``data`` (``(h, w, 3)`` uint8 for ``'color'``) as mmcv
+    decodes it, after :func:`find_corruption`; else a
+    :class:`CorruptImageError` naming ``path`` and the problem."""
+    reason, img = find_corruption(data), None
     if reason is None:
         try:
             img = mmcv.imfrombytes(
                 data, flag=color_type, backend=imdecode_backend)
         except Exception as e:  # decoders raise many types
             reason = f'the decoder failed: {e}'
-        else:
-            if img is None:
-                reason = f'{imdecode_backend} cannot decode it'
-    if reason is not None:
-        raise CorruptImageError(f'corrupt image file {path}: {reason}')
+    if img is None:
+        raise CorruptImageError(f'corrupt image file {path}: ' + (
+            reason or f'{imdecode_backend} cannot decode it'))
     return img
 
 
@@ -130,16 +113,13 @@ class CheckedLoadImageFromFile(MMCVLoadImageFromFile):
     """mmcv's ``LoadImageFromFile`` that names corrupt files or skips them.
 
     Args:
-        skip_corrupt: ``False`` (default): a corrupt or truncated file raises
-            :class:`CorruptImageError` naming the file, its image id and the
-            fix. ``True``: the transform returns ``None`` (mmengine's
-            ``BaseDataset`` then loads another image; in test mode it
-            raises) and logs a warning naming the file and the number skipped
-            so far by this process (one per dataloader worker).
-        **kwargs: mmcv's arguments (``to_float32``, ``color_type``,
-            ``imdecode_backend``, ``ignore_empty``, ``backend_args``).
-            ``ignore_empty=True`` keeps mmcv's meaning (a missing file gives
-            ``None``) and also skips corrupt files, counted the same way.
+        skip_corrupt: ``False``: a corrupt or truncated file raises
+            :class:`CorruptImageError` naming it, its image id and the fix.
+            ``True``: the transform returns ``None`` (mmengine's
+            ``BaseDataset`` loads another image; in test mode it raises) and
+            warns naming the file and the count skipped by this process.
+        **kwargs: mmcv's arguments; ``ignore_empty=True`` (mmcv: a missing
+            file gives ``None``) also skips corrupt files.
     """
 
     def __init__(self, skip_corrupt: bool = False, **kwargs) -> None:
@@ -151,13 +131,11 @@ class CheckedLoadImageFromFile(MMCVLoadImageFromFile):
         """Read ``results['img_path']``; add ``img``, ``img_shape``,
         ``ori_shape`` (or return ``None`` for a skipped file)."""
         filename = results['img_path']
-        try:
-            if self.file_client_args is not None:
-                client = fileio.FileClient.infer_client(
-                    self.file_client_args, filename)
-                data = client.get(filename)
-            else:
-                data = fileio.get(filename, backend_args=self.backend_args)
+        try:  # as mmcv reads it
+            data = fileio.FileClient.infer_client(
+                self.file_client_args, filename).get(filename) \
+                if self.file_client_args is not None else \
+                fileio.get(filename, backend_args=self.backend_args)
         except Exception:
             if self.ignore_empty:
                 return None

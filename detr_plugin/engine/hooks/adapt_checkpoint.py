@@ -2,19 +2,16 @@
 
 mmengine loads ``load_from`` with ``strict=False``: a classifier of another
 shape (an 80-class COCO head, 81 rows, into a 1-class head, 2 rows) is skipped
-with a long "size mismatch" warning. :class:`AdaptCheckpointHook` makes that
-explicit: before the checkpoint is loaded it replaces the classifier's
-weights in it by the model's own freshly initialised ones (so nothing is
-missing or mismatched) and logs one line. It
-also renames a checkpoint saved by mmdet's own DETR (``neck.convs.0.conv.*``,
+with a long "size mismatch" warning. :class:`AdaptCheckpointHook` replaces
+the classifier's weights in the checkpoint by the model's own freshly
+initialised ones (nothing is missing or mismatched) with one log line, and
+renames a checkpoint of mmdet's own DETR (``neck.convs.0.conv.*``,
 ``*.attn.*``, ``bbox_head.fc_reg.*``) to this package's layout.
 
-The hook acts in ``after_load_checkpoint``: mmengine's ``Runner.load_checkpoint``
-and ``Runner.resume`` call it with the checkpoint dict after reading the file
-and *before* copying it into the model. (``Runner.train()`` calls the
-``before_run`` hooks, then ``init_weights``, then ``load_or_resume``: at
-``before_run`` the checkpoint has not been read yet, and at ``before_train``
-it has already been copied.)
+It acts in ``after_load_checkpoint``, which ``Runner.load_checkpoint`` and
+``Runner.resume`` call after reading the file and *before* copying it into
+the model (at ``before_run`` nothing is read yet; at ``before_train`` the
+weights are already copied).
 """
 from typing import Dict, List
 
@@ -22,8 +19,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
-from .checkpoint_converters import mmdet_to_plugin
-from .registry import HOOKS
+from ...checkpoint_converters import mmdet_to_plugin
+from ...registry import HOOKS
 
 # A key only mmdet's DETR layout has (our input projection is `input_proj`).
 MMDET_LAYOUT_KEY = 'neck.convs.0.conv.weight'
@@ -94,4 +91,5 @@ class AdaptCheckpointHook(Hook):
             runner.logger.warning(
                 'Checkpoint classifier has another class count ('
                 + '; '.join(replaced) + f'): {self.classifier} is '
-                're-initialized, every other weight loads from the checkpoint.')
+                're-initialized, every other weight loads from the '
+                'checkpoint.')

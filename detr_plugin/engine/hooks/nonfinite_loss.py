@@ -1,36 +1,20 @@
 """Stop (or skip) a training step whose loss or gradient is not finite.
 
-Where in mmengine: ``model.train_step`` runs forward, ``parse_losses``,
-``optim_wrapper.update_params`` (backward, gradient clipping,
-``optimizer.step``) and only then returns the loss terms to the loop, which
-passes them to ``after_train_iter`` -- too late, the weights are already NaN.
-The one point every optimizer wrapper (plain, AMP, CPU autocast, gradient
-accumulation) and DDP goes through *before* the weights change is
-``torch.optim.Optimizer.step``, and PyTorch offers a public hook there:
-``Optimizer.register_step_pre_hook``. :class:`NonFiniteLossHook` registers
-one at ``before_train`` that checks the total gradient norm (one fused
-``get_total_norm``; a NaN or infinite loss always gives one, and so does a
-finite loss whose backward overflows) and, if it is not finite, sets every
-gradient to ``None`` so that the optimizer skips every parameter (no update,
-no moment or step-count change). With DDP the gradients are all-reduced
-first, so every process skips the same step.
-
-``after_train_iter`` (priority ``ABOVE_NORMAL``: before the logger, the LR
-scheduler and ``CheckpointHook``) then sees the loss terms by name and
-either raises :class:`NonFiniteLossError` naming the iteration and the
-non-finite terms (``action='error'``, the default), or logs a warning with
-the count of skipped steps (``action='skip'``, stopping after
-``max_consecutive_skips`` in a row). ``before_save_checkpoint`` refuses to
-write a checkpoint whose weights are not finite, whatever their cause.
+mmengine's ``train_step`` steps the optimizer before any hook sees the loss.
+The point every optimizer wrapper (plain, AMP, CPU autocast, accumulation)
+and DDP passes *before* the weights change is ``Optimizer.step``: a step
+pre-hook (PyTorch's ``register_step_pre_hook``) drops every gradient there
+when their total norm is not finite (a NaN loss always makes it so), so the
+optimizer skips the step; ``after_train_iter`` then names iteration and terms.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ..registry import HOOKS
+from ...registry import HOOKS
 
 ACTIONS = ('error', 'skip')
 
@@ -45,22 +29,12 @@ def nonfinite_terms(outputs: Optional[Dict]) -> Dict[str, float]:
     bad = {}
     for name, value in (outputs or {}).items():
         if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                if torch.isfinite(value).all():
-                    continue
-                value = value[~torch.isfinite(value)].flatten()[0]
-            value = value.item()
-        if isinstance(value, (int, float)) and not math.isfinite(value):
+            value = value[~torch.isfinite(value)].flatten()
+            if value.numel():
+                bad[name] = value[0].item()
+        elif isinstance(value, (int, float)) and not math.isfinite(value):
             bad[name] = value
     return bad
-
-
-def _optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
-    """The ``torch.optim`` optimizers of an ``OptimWrapper`` or an
-    ``OptimWrapperDict``."""
-    if hasattr(optim_wrapper, 'optim_wrappers'):
-        return [w.optimizer for w in optim_wrapper.optim_wrappers.values()]
-    return [optim_wrapper.optimizer]
 
 
 @HOOKS.register_module()
@@ -68,17 +42,16 @@ class NonFiniteLossHook(Hook):
     """Never step on a NaN/inf gradient; stop or skip and say where.
 
     Args:
-        action: ``'error'`` (default): stop the run at the first non-finite
-            loss or gradient, with :class:`NonFiniteLossError` naming the
-            iteration and the loss terms; the weights, the optimizer state
-            and the checkpoints stay those of the last finite step.
-            ``'skip'``: skip that step (no update) and log a warning with the
-            number skipped so far.
+        action: ``'error'`` (default): stop at the first non-finite loss or
+            gradient with :class:`NonFiniteLossError` naming the iteration
+            and loss terms; weights, optimizer state and checkpoints stay
+            those of the last finite step. ``'skip'``: skip that step (no
+            update) and log a warning with the number skipped so far.
         max_consecutive_skips: with ``'skip'``, stop after this many skipped
             steps in a row (the run has diverged).
     """
 
-    priority = 'ABOVE_NORMAL'
+    priority = 'ABOVE_NORMAL'  # before the logger, LR scheduler, checkpoint
 
     def __init__(self, action: str = 'error',
                  max_consecutive_skips: int = 10) -> None:
@@ -87,29 +60,27 @@ class NonFiniteLossHook(Hook):
                              f'{action!r}')
         self.action = action
         self.max_consecutive_skips = max_consecutive_skips
-        self.num_skipped = 0
-        self.consecutive = 0
+        self.num_skipped = self.consecutive = 0
         self._skipped_norm = None  # grad norm of the step just skipped
         self._handles = []
 
     def _check_gradients(self, optimizer, args, kwargs) -> None:
         """Step pre-hook: drop every gradient if their norm is not finite."""
-        grads = [p.grad for group in optimizer.param_groups
-                 for p in group['params'] if p.grad is not None]
-        if not grads:
+        params = [p for group in optimizer.param_groups
+                  for p in group['params'] if p.grad is not None]
+        if not params:
             return
-        norm = torch.nn.utils.get_total_norm(grads, 2.0)
-        if torch.isfinite(norm):
-            return
-        self._skipped_norm = norm.item()
-        for group in optimizer.param_groups:
-            for p in group['params']:
-                p.grad = None  # torch optimizers skip parameters without one
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+        if not torch.isfinite(norm):
+            self._skipped_norm = norm.item()
+            for p in params:
+                p.grad = None  # torch optimizers skip such parameters
 
     def before_train(self, runner) -> None:
-        for optimizer in _optimizers(runner.optim_wrapper):
+        wrapper = runner.optim_wrapper  # an OptimWrapper or OptimWrapperDict
+        for w in getattr(wrapper, 'optim_wrappers', {'': wrapper}).values():
             self._handles.append(
-                optimizer.register_step_pre_hook(self._check_gradients))
+                w.optimizer.register_step_pre_hook(self._check_gradients))
 
     def after_train(self, runner) -> None:
         for handle in self._handles:
@@ -152,11 +123,11 @@ class NonFiniteLossHook(Hook):
                 '--cfg-options default_hooks.nonfinite_loss.action=skip')
         self.num_skipped += 1
         self.consecutive += 1
-        print_log(f'{what}; skipped this step ({self.num_skipped} skipped so '
-                  'far)' if not stepped else
-                  f'{what}; the gradients were finite and the step was '
-                  f'applied ({self.num_skipped} non-finite steps so far)',
-                  logger='current', level=30)
+        print_log(f'{what}; the gradients were finite and the step was '
+                  f'applied ({self.num_skipped} non-finite steps so far)'
+                  if stepped else f'{what}; skipped this step '
+                  f'({self.num_skipped} skipped so far)', logger='current',
+                  level=30)
         if self.consecutive >= self.max_consecutive_skips:
             raise NonFiniteLossError(
                 f'{self.consecutive} consecutive training steps had a '

@@ -1,5 +1,5 @@
 # DETR R101, 500 epochs (paper: 43.5 AP).
-_base_ = './detr_r50_8xb2-500e.py'
+_base_ = './detr_r50_8xb2-500e_coco.py'
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
 # DETR R50, the paper's 500-epoch schedule (42.0 AP): LR x 0.1 at epoch 334,
 # validation every 10 epochs, only the latest 2 checkpoints kept.
-_base_ = './detr_r50_8xb2.py'
+_base_ = './detr_r50_8xb2-150e_coco.py'
 
 max_epochs = 500
 train_cfg = dict(

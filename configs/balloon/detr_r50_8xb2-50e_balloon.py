@@ -5,7 +5,7 @@
 # Layout expected under data_root:
 #   annotations/instances_train.json  annotations/instances_val.json
 #   train/*.jpg  val/*.jpg
-_base_ = ['../detr_r50_8xb2.py']
+_base_ = ['../detr/detr_r50_8xb2-150e_coco.py']
 
 data_root = 'data/balloon/'
 # The names must equal the JSON's category names; their order gives the
@@ -49,7 +49,4 @@ default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=2))
 # layout and drops its 81-row classifier: bbox_head.fc_cls starts from scratch
 # (one log line says so), every other weight loads.
 load_from = 'https://download.openmmlab.com/mmdetection/v3.0/detr/detr_r50_8xb2-150e_coco/detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth'  # noqa
-custom_imports = dict(
-    imports=['detr_plugin', 'detr_plugin.finetune'],
-    allow_failed_imports=False)
 custom_hooks = [dict(type='AdaptCheckpointHook')]

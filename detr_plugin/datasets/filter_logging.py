@@ -17,9 +17,11 @@ from ..registry import DATASETS
 class FilterLogMixin:
     """Logs the effect of ``filter_cfg`` (put before the dataset class)."""
 
+    filter_log = ''
+
     def filter_data(self) -> List[dict]:
-        """The dataset's filter, then one log line: kept / removed and why.
-        """
+        """The dataset's filter, then one log line (kept in ``filter_log``):
+        kept / removed and why."""
         kept = super().filter_data()
         if self.test_mode or self.filter_cfg is None:
             return kept
@@ -28,14 +30,14 @@ class FilterLogMixin:
         min_size = self.filter_cfg.get('min_size', 0)
         too_small = sum(min(d['width'], d['height']) < min_size
                         for d in removed)
-        print_log(
+        self.filter_log = (
             f'{type(self).__name__} ({self.ann_file}): kept {len(kept)} of '
             f'{len(self.data_list)} images; filtered out '
             f'{len(removed) - too_small} without boxes of the used classes '
             f'(filter_empty_gt='
             f'{self.filter_cfg.get("filter_empty_gt", False)}) and '
-            f'{too_small} smaller than min_size={min_size} px',
-            logger='current')
+            f'{too_small} smaller than min_size={min_size} px')
+        print_log(self.filter_log, logger='current')
         return kept
 
 

@@ -1,0 +1,271 @@
+"""``CheckedCocoDataset``: mmdet's ``CocoDataset`` that checks what it loads.
+
+The one implementation of reading and validating COCO annotations, run by the
+dataset the runner trains on and by the check before training
+(:mod:`.dataset_check`), which hands the loaded dataset over to the runner's
+(:meth:`CheckedCocoDataset.keep_for_next_build`): the file is read once.
+"""
+import json
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Dict, List, Optional, Tuple
+
+from mmdet.datasets import CocoDataset
+from mmdet.datasets.api_wrappers import COCO
+from mmengine.fileio import get_local_path
+from mmengine.logging import print_log
+
+from ..registry import DATASETS
+from .coco_annotations import (DatasetCheckError, check_box, ids_text,
+                               load_coco_json, match_classes)
+from .filter_logging import FilterLogMixin
+
+INVALID_BOX_ACTIONS = ('drop', 'error')
+CORRUPT_IMAGE_ACTIONS = ('error', 'skip')
+CHECKED_LOADER = 'CheckedLoadImageFromFile'
+# what full_init leaves on a CocoDataset (and our report and filter log)
+LOADED_STATE = ('data_list', 'data_bytes', 'data_address', 'cat_ids',
+                'cat2label', 'cat_img_map', 'report', 'filter_log')
+_HANDED_OVER: Dict[str, dict] = {}  # key -> LOADED_STATE values
+
+
+@dataclass
+class DatasetReport:
+    """What loading a dataset (``key``: its config key) found in its file.
+
+    ``parsed``: the counts are filled (file and classes usable);
+    ``boxes_per_class``: usable boxes, crowd ones too; ``dropped``:
+    ``{reason: [(annotation id, image id)]}``; ``box_sizes``: ``(w, h)`` of
+    the usable boxes, pixels; ``num_train_images``: left by ``filter_cfg``.
+    The check adds the files: ``missing_files``, ``corrupt_files``
+    (``[(img_id, path or reason)]``), ``size_mismatch`` (``[(img_id, (h, w)
+    in the file, (h, w) decoded)]``).
+    """
+    key: str
+    ann_file: str = ''
+    img_dir: str = ''
+    skipped: str = ''
+    parsed: bool = False
+    classes: Tuple[str, ...] = ()
+    num_images: int = 0
+    num_train_images: Optional[int] = None
+    boxes_per_class: Dict[str, int] = field(default_factory=dict)
+    num_crowd: int = 0
+    num_other_category: int = 0
+    images_without_boxes: List = field(default_factory=list)
+    dropped: Dict[str, List] = field(default_factory=dict)
+    num_clamped: int = 0
+    box_sizes: List = field(default_factory=list)
+    files_checked: str = 'no'
+    missing_files: List = field(default_factory=list)
+    corrupt_files: List = field(default_factory=list)
+    size_mismatch: List = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(self.boxes_per_class.values())
+
+    @property
+    def num_dropped(self) -> int:
+        return sum(len(v) for v in self.dropped.values())
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        print_log(text, logger='current', level=30)
+
+    def dropped_message(self, strict: bool) -> str:
+        """The one message about the dropped boxes: how many, why, which."""
+        parts = '; '.join(
+            f'{len(pairs)} {reason} (annotation ids '
+            f'{ids_text([a for a, _ in pairs])} in images '
+            f'{ids_text(sorted({i for _, i in pairs}, key=str))})'
+            for reason, pairs in self.dropped.items())
+        total = self.num_boxes + self.num_dropped
+        where = self.key or 'the dataset config'
+        if strict:
+            return (f'{self.num_dropped} of {total} boxes in {self.ann_file} '
+                    f'are unusable: {parts}. Fix the boxes in the file, or '
+                    f"set invalid_boxes='drop' in {where} to drop them with "
+                    'a warning.')
+        return (f'dropped {self.num_dropped} of {total} boxes in '
+                f'{self.ann_file} that DETR cannot use: {parts}. Fix the '
+                "boxes in the file, or set invalid_boxes='error' in "
+                f'{where} to stop on them.')
+
+
+def _file_identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ''
+    return f'{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}'
+
+
+def _coco_api(data: dict, local_path: str) -> COCO:
+    """mmdet's ``COCO`` over an annotation dict already read (pycocotools
+    only reads files): ``COCOAPI`` for mmdet's ``load_data_list``."""
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    # mmdet's aliases, made in COCO.__init__ before createIndex replaced them
+    coco.img_ann_map, coco.cat_img_map = coco.imgToAnns, coco.catToImgs
+    return coco
+
+
+@DATASETS.register_module()
+class CheckedCocoDataset(FilterLogMixin, CocoDataset):
+    """mmdet's ``CocoDataset`` with DETR's data checks.
+
+    Loading stops on a file that is not COCO-shaped or classes that are not
+    its categories in its order, clamps boxes to their image and drops the
+    unusable ones, stops on a training set without images, and counts all
+    in ``self.report`` (a :class:`DatasetReport`). ``LoadImageFromFile`` in
+    its pipeline becomes :class:`.transforms.CheckedLoadImageFromFile`.
+
+    Args:
+        invalid_boxes: ``'drop'`` (default, as official DETR): drop unusable
+            boxes with one warning; ``'error'``: raise naming them.
+        corrupt_images: ``'error'`` (default): a corrupt image file stops the
+            run naming it; ``'skip'``: skipped with a warning (training
+            only: mmengine fetches another image).
+        *args, **kwargs: mmdet's ``CocoDataset`` arguments.
+    """
+
+    def __init__(self, *args, invalid_boxes: str = 'drop',
+                 corrupt_images: str = 'error', **kwargs) -> None:
+        for name, value, allowed in (
+                ('invalid_boxes', invalid_boxes, INVALID_BOX_ACTIONS),
+                ('corrupt_images', corrupt_images, CORRUPT_IMAGE_ACTIONS)):
+            if value not in allowed:
+                raise ValueError(f'{name} must be one of {allowed}, got '
+                                 f'{value!r}')
+        self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
+        self.config_key = ''  # the check sets it, for the messages
+        self._arguments = json.dumps(
+            [type(self).__name__, args, invalid_boxes, corrupt_images,
+             {k: v for k, v in kwargs.items()
+              if k not in ('lazy_init', 'serialize_data')}],
+            sort_keys=True, default=repr)
+        kwargs['pipeline'] = [
+            dict(t, type=CHECKED_LOADER, skip_corrupt=t.get(
+                'skip_corrupt', corrupt_images == 'skip'))
+            if isinstance(t, dict) and t.get('type') in (
+                'LoadImageFromFile', CHECKED_LOADER) else t
+            for t in kwargs.get('pipeline') or []]
+        super().__init__(*args, **kwargs)
+
+    def _key(self, name: str) -> str:
+        return f'{self.config_key}.{name}' if self.config_key else name
+
+    def full_init(self) -> None:
+        """Take the state a :meth:`keep_for_next_build` left for these
+        arguments and this file (logging what its loading logged), or load
+        (mmdet's ``full_init``)."""
+        state = None if self._fully_initialized else _HANDED_OVER.pop(
+            self._arguments + _file_identity(self.ann_file), None)
+        if state is None:
+            return super().full_init()
+        vars(self).update(state)
+        self._fully_initialized = True
+        for text in self.report.warnings:
+            print_log(text, logger='current', level=30)
+        if self.filter_log:
+            print_log(self.filter_log, logger='current')
+
+    def keep_for_next_build(self) -> None:
+        """Leave this loaded dataset's state to the next dataset built with
+        the same arguments (e.g. by the runner after the check), once."""
+        if self._file_id:
+            _HANDED_OVER[self._arguments + self._file_id] = {
+                k: getattr(self, k) for k in LOADED_STATE if hasattr(self, k)}
+
+    def load_data_list(self) -> List[dict]:
+        """Read and check the file, then mmdet's parsing of what was read
+        (through :meth:`parse_data_info`)."""
+        classes = tuple(self.metainfo['classes'])
+        self.report = report = DatasetReport(
+            self.config_key, self.ann_file, self.data_prefix.get('img', ''),
+            classes=classes, boxes_per_class=dict.fromkeys(classes, 0))
+        self._file_id = _file_identity(self.ann_file)
+        with get_local_path(self.ann_file, self.backend_args) as path:
+            data = load_coco_json(path, self._key('ann_file'),
+                                  images_only=self.test_mode)
+        match_classes(classes, data['categories'], self.ann_file,
+                      self._key('metainfo.classes'))
+        report.parsed, report.num_images = True, len(data['images'])
+        image_ids = {img['id'] for img in data['images']}
+        orphans = [ann['id'] for ann in data['annotations']
+                   if ann['image_id'] not in image_ids]
+        if orphans:
+            report.warn(
+                f'{len(orphans)} annotations (ids {ids_text(orphans)}) of '
+                f'{self.ann_file} name an image_id that is not in "images"; '
+                'mmdet ignores them.')
+        self.COCOAPI = partial(_coco_api, data)
+        try:
+            data_list = super().load_data_list()
+        finally:
+            del self.COCOAPI
+        if report.dropped and self.invalid_boxes == 'drop':
+            report.warn(report.dropped_message(strict=False))
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """mmdet's parsing of one image after :func:`check_box` on each box
+        of the classes (clamped ones kept, unusable ones dropped), counted
+        in ``self.report``."""
+        img, report = raw_data_info['raw_img_info'], self.report
+        kept = []
+        for ann in raw_data_info['raw_ann_info']:
+            if ann['category_id'] not in self.cat2label:
+                report.num_other_category += 1  # mmdet skips them
+                continue
+            if ann.get('ignore', False):  # mmdet skips them
+                continue
+            reason, box = check_box(ann.get('bbox'), img['width'],
+                                    img['height'])
+            if reason is not None:
+                report.dropped.setdefault(reason, []).append(
+                    (ann['id'], img['img_id']))
+                continue
+            area = ann.get('area')
+            if not (isinstance(area, (int, float)) and area > 0):
+                area = box[2] * box[3]  # mmdet drops area <= 0 silently
+            kept.append(dict(ann, bbox=box, area=area))
+            label = self.cat2label[ann['category_id']]
+            report.boxes_per_class[report.classes[label]] += 1
+            report.num_crowd += bool(ann.get('iscrowd', False))
+            report.num_clamped += (box[2] < ann['bbox'][2] - 1
+                                   or box[3] < ann['bbox'][3] - 1)
+            report.box_sizes.append(box[2:])
+        if not kept:
+            report.images_without_boxes.append(img['img_id'])
+        return super().parse_data_info(
+            dict(raw_data_info, raw_ann_info=kept))
+
+    def filter_data(self) -> List[dict]:
+        """mmdet's filter (logged); errors for unusable boxes with
+        ``invalid_boxes='error'`` and for a training set without images."""
+        report = self.report
+        where = f'{self.config_key}: ' if self.config_key else ''
+        if report.dropped and self.invalid_boxes == 'error':
+            raise DatasetCheckError(report.dropped_message(strict=True))
+        kept = super().filter_data()
+        if self.test_mode:
+            return kept
+        report.num_train_images = len(kept)
+        if not self.data_list:
+            raise DatasetCheckError(
+                f'{where}{self.ann_file} lists no image. Fix: point '
+                'ann_file at the training annotations.')
+        if not kept:
+            raise DatasetCheckError(
+                f'{where}no training image is left after filter_cfg='
+                f'{dict(self.filter_cfg)} (of {len(self.data_list)}) in '
+                f'{self.ann_file}. Fix: check the classes and boxes (python '
+                'tools/check_dataset.py CONFIG), or relax filter_cfg '
+                '(filter_empty_gt=False, a smaller min_size).')
+        return kept

@@ -1,0 +1,71 @@
+"""The repository's paths and the one tiny config of the tests."""
+import os
+import os.path as osp
+from typing import Sequence
+
+from mmengine.config import Config
+
+from .data import SHAPES_CLASSES
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
+DETR_R50 = osp.join(CONFIG_DIR, 'detr', 'detr_r50_8xb2-150e_coco.py')
+DETR_R50_ALIAS = osp.join(CONFIG_DIR, 'detr_r50_8xb2.py')  # its short name
+TINY_CONFIG = osp.join(REPO_ROOT, 'tests', 'configs', 'detr_tiny_shapes.py')
+# the real balloon set, used when present
+BALLOON_ENV = 'DETR_BALLOON_ROOT'
+BALLOON_ROOT = os.environ.get(
+    BALLOON_ENV, osp.join(osp.dirname(REPO_ROOT), 'shared', 'data', 'balloon'))
+
+
+def tiny_config(num_classes: int = 3) -> Config:
+    """:data:`TINY_CONFIG` (a 32-d DETR on ResNet-18 with 8 base channels,
+    2 + 2 layers, 10 queries, no dropout) with ``num_classes`` classes."""
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.bbox_head.num_classes = num_classes
+    return cfg
+
+
+def data_overrides(root: str, classes: Sequence[str] = SHAPES_CLASSES,
+                   splits: Sequence[str] = ('train', ), **dataset) -> dict:
+    """``merge_from_dict`` overrides pointing each ``{split}_dataloader``
+    (and the evaluator of ``val``/``test``) at ``root``'s COCO layout:
+    ``annotations/instances_{name}.json`` and ``{name}/`` images, where
+    ``name`` is ``val`` for the test split. ``dataset``: extra keys of each
+    dataset."""
+    root = root.rstrip('/') + '/'
+    overrides = {}
+    for split in splits:
+        name = 'val' if split == 'test' else split
+        overrides[f'{split}_dataloader'] = dict(dataset=dict(
+            dict(data_root=root, ann_file=f'annotations/instances_{name}.json',
+                 data_prefix=dict(img=f'{name}/'),
+                 metainfo=dict(classes=tuple(classes))), **dataset))
+        if split != 'train':
+            overrides[f'{split}_evaluator'] = dict(
+                ann_file=f'{root}annotations/instances_{name}.json')
+    return overrides
+
+
+def tiny_train_config(root: str, classes: Sequence[str] = SHAPES_CLASSES,
+                      max_iters: int = 4, stalls: bool = False,
+                      **overrides) -> Config:
+    """:func:`tiny_config` trained on ``root`` for ``max_iters`` iterations
+    of one image (iteration ``k`` reads image ``k``), a checkpoint every 2
+    iterations, no validation or test loop. ``stalls``: the run imports
+    :mod:`helpers.save_stalls` (for ``tools.run_until_stalled``)."""
+    cfg = tiny_config(num_classes=len(classes))
+    cfg.merge_from_dict(data_overrides(root, classes))
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
+                'test_dataloader', 'test_cfg', 'test_evaluator'):
+        cfg[key] = None
+    if stalls:
+        cfg.custom_imports.imports.append('helpers.save_stalls')
+    cfg.train_cfg.max_iters = max_iters
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+def write_config(cfg: Config, path: str) -> str:
+    cfg.dump(path)
+    return path
