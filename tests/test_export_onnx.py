@@ -64,3 +64,33 @@ def test_export_runs_in_onnxruntime_like_pytorch(tmp_path):
     assert boxes.shape == (3, 10, 4) and scores.shape == labels.shape == \
         (3, 10)
     assert (boxes[..., 0::2] <= 96).all() and (boxes[..., 1::2] <= 64).all()
+
+
+@pytest.mark.parametrize('config', ['demo/conditional-detr_r18_shapes.py',
+                                    'demo/dino_r18_shapes.py'])
+def test_successors_export_and_say_what_size_they_take(tmp_path, config,
+                                                       capsys):
+    """Conditional DETR exports with a dynamic size; DINO (multi-level,
+    its level shapes traced as constants) for the traced size only, which
+    the tool says -- and padded inputs of that size run like PyTorch."""
+    from helpers.configs import CONFIG_DIR
+    torch.manual_seed(0)
+    model = build_plugin_model(osp.join(CONFIG_DIR, config)).eval()
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(
+                        classes=('circle', 'square', 'triangle')))),
+               checkpoint)
+    out = str(tmp_path / 'model.onnx')
+    report = tool.main([osp.join(CONFIG_DIR, config), checkpoint, out,
+                        '--shape', '64', '64', '--check-shapes', '64', '64',
+                        '48', '64'])
+    printed = capsys.readouterr().out
+    fixed = config.startswith('demo/dino')
+    assert ('padded to exactly 64x64' in printed) == fixed
+    assert set(report) == ({'64x64 padded to 64x64', '48x64 padded to 64x64',
+                            '64x64+48x64 padded to 64x64'} if fixed else
+                           {'64x64', '48x64', '64x64+48x64 padded'})
+    for case, diff in report.items():
+        assert diff['boxes'] <= 1e-4 and diff['scores'] <= 1e-4, case
+        assert diff['label_mismatches'] == 0, case

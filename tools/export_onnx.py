@@ -7,8 +7,10 @@ The graph takes ``image`` ``(B, 3, H, W)`` float32, normalised as the
 config's data preprocessor does (RGB, mean/std) and padded bottom/right, and
 ``mask`` ``(B, H, W)`` bool (True = padding); B, H and W are dynamic. It
 returns ``boxes`` ``(B, K, 4)`` xyxy pixels of the unpadded input, ``scores``
-``(B, K)`` and ``labels`` ``(B, K)``, K = min(max_per_img, num_queries), by
-descending score: see :mod:`detr_plugin.deploy.onnx_export`. When
+``(B, K)`` and ``labels`` ``(B, K)``, K = max_per_img detections, by
+descending score: see :mod:`detr_plugin.deploy.onnx_export`. Multi-level
+models (Deformable DETR, DINO) export for exactly the ``--shape`` size (their
+level shapes are traced as constants): pad inputs to it; the tool says so. When
 onnxruntime is installed, the exported file is run on random images of the
 two ``--check-shapes`` sizes, alone and as one padded batch, and the largest
 differences from PyTorch's ``predict`` are printed.
@@ -22,7 +24,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.apis import DETRInferencer  # noqa: E402
-from detr_plugin.deploy import compare_with_pytorch, export_onnx  # noqa: E402
+from detr_plugin.deploy import (  # noqa: E402
+    compare_with_pytorch, export_onnx, has_fixed_input_size)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,13 +56,19 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     export_onnx(detector, args.out, tuple(args.shape), opset=args.opset,
                 dynamo=args.dynamo)
-    print(f'wrote {args.out} (opset {args.opset}, traced at '
-          f'{args.shape[0]}x{args.shape[1]}, dynamic batch/height/width)')
+    fixed = has_fixed_input_size(detector)
+    size = f'{args.shape[0]}x{args.shape[1]}'
+    print(f'wrote {args.out} (opset {args.opset}, traced at {size}, '
+          + (f'dynamic batch; {type(detector).__name__} computes its '
+             'feature levels\' shapes in Python, so the graph takes images '
+             f'padded to exactly {size} (mask: True on the padding))'
+             if fixed else 'dynamic batch/height/width)'))
     if importlib.util.find_spec('onnxruntime') is None:
         print('onnxruntime is not installed: the exported model was not run')
         return None
     h1, w1, h2, w2 = args.check_shapes
-    report = compare_with_pytorch(detector, args.out, [(h1, w1), (h2, w2)])
+    report = compare_with_pytorch(detector, args.out, [(h1, w1), (h2, w2)],
+                                  canvas=tuple(args.shape) if fixed else None)
     print('largest differences, onnxruntime vs PyTorch:')
     for case, diff in report.items():
         print(f'  {case:>24}: boxes {diff["boxes"]:.2e} px, scores '

@@ -13,11 +13,15 @@ instead and returns tensors:
   image, ``scores`` ``(B, K)`` and ``labels`` ``(B, K)`` int64, by
   descending score, ``K = min(test_cfg.max_per_img, num_queries)``.
 
-``B``, ``H`` and ``W`` are dynamic axes. Rescaling to the original image (the
-inverse of the test pipeline's resize) stays with the caller, as does the
-score threshold.
+``B``, ``H`` and ``W`` are dynamic axes -- except for multi-level models
+(Deformable DETR, DINO), whose level shapes, reference grids and proposals
+are computed from the feature maps' sizes in Python and so are traced as
+constants: their graph takes images padded to exactly the traced ``H x W``
+(:func:`has_fixed_input_size`). Rescaling to the original image (the inverse
+of the test pipeline's resize) stays with the caller, as does the score
+threshold.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +29,12 @@ from torch import Tensor, nn
 
 INPUT_NAMES = ('image', 'mask')
 OUTPUT_NAMES = ('boxes', 'scores', 'labels')
+
+
+def has_fixed_input_size(detector: nn.Module) -> bool:
+    """Whether the exported graph only takes the traced image size (a
+    multi-level model: ``num_feature_levels``)."""
+    return hasattr(detector, 'num_feature_levels')
 
 
 class DETRExportWrapper(nn.Module):
@@ -64,7 +74,8 @@ def export_onnx(detector: nn.Module, out_file: str,
                 sample_shape: Tuple[int, int] = (320, 480),
                 opset: int = 17, dynamo: bool = False) -> None:
     """Trace ``DETRExportWrapper(detector)`` on a random image of
-    ``sample_shape`` and write ``out_file`` with dynamic B, H, W.
+    ``sample_shape`` and write ``out_file`` with dynamic B, H, W (B only, for
+    a model that :func:`has_fixed_input_size`).
 
     Args:
         dynamo: use torch's ``torch.export``-based exporter (needs the
@@ -78,17 +89,23 @@ def export_onnx(detector: nn.Module, out_file: str,
     kwargs = dict(input_names=list(INPUT_NAMES),
                   output_names=list(OUTPUT_NAMES), opset_version=opset,
                   dynamo=dynamo)
+    fixed = has_fixed_input_size(detector)
     if dynamo:
         batch = torch.export.Dim('batch')
-        height = torch.export.Dim('height', min=32, max=8192)
-        width = torch.export.Dim('width', min=32, max=8192)
+        height = None if fixed else torch.export.Dim('height', min=32,
+                                                     max=8192)
+        width = None if fixed else torch.export.Dim('width', min=32,
+                                                    max=8192)
         kwargs['dynamic_shapes'] = dict(
             image={0: batch, 2: height, 3: width},
             mask={0: batch, 1: height, 2: width})
     else:
+        image_axes = {0: 'batch'} if fixed else \
+            {0: 'batch', 2: 'height', 3: 'width'}
         kwargs['dynamic_axes'] = dict(
-            image={0: 'batch', 2: 'height', 3: 'width'},
-            mask={0: 'batch', 1: 'height', 2: 'width'},
+            image=image_axes,
+            mask={0: 'batch'} if fixed else
+            {0: 'batch', 1: 'height', 2: 'width'},
             boxes={0: 'batch'}, scores={0: 'batch'}, labels={0: 'batch'})
     with torch.no_grad():
         torch.onnx.export(wrapper, (image, mask), out_file, **kwargs)
@@ -127,10 +144,13 @@ def _paired_differences(boxes: np.ndarray, scores: np.ndarray,
 
 def compare_with_pytorch(detector: nn.Module, onnx_file: str,
                          shapes: Sequence[Tuple[int, int]],
-                         seed: int = 0) -> Dict[str, dict]:
+                         seed: int = 0,
+                         canvas: Optional[Tuple[int, int]] = None
+                         ) -> Dict[str, dict]:
     """Run the ONNX file (onnxruntime) and ``detector.predict`` (in eval
     mode) on random images of each ``shapes`` entry alone, and on all of
-    them as one padded batch (which exercises the mask).
+    them as one padded batch (which exercises the mask); with ``canvas``
+    (a fixed-size graph) every batch is padded to it.
 
     Returns:
         Per case (``'HxW'``, ``'HxW+HxW padded'``): ``boxes`` (largest
@@ -146,8 +166,8 @@ def compare_with_pytorch(detector: nn.Module, onnx_file: str,
         cases.append(list(range(len(shapes))))
     report = {}
     for case in cases:
-        pad_h = max(shapes[i][0] for i in case)
-        pad_w = max(shapes[i][1] for i in case)
+        pad_h, pad_w = canvas or (max(shapes[i][0] for i in case),
+                                  max(shapes[i][1] for i in case))
         batch = torch.zeros(len(case), 3, pad_h, pad_w)
         mask = torch.ones(len(case), pad_h, pad_w, dtype=torch.bool)
         samples = []
@@ -166,7 +186,9 @@ def compare_with_pytorch(detector: nn.Module, onnx_file: str,
                                      expected[row].pred_instances)
                  for row in range(len(case))]
         name = '+'.join(f'{shapes[i][0]}x{shapes[i][1]}' for i in case)
-        if len(case) > 1:
+        if canvas:
+            name += f' padded to {pad_h}x{pad_w}'
+        elif len(case) > 1:
             name += ' padded'
         report[name] = dict(boxes=max(d[0] for d in diffs),
                             scores=max(d[1] for d in diffs),
