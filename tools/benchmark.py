@@ -343,6 +343,14 @@ def main() -> None:
     check_parity(theirs, ours, args.device)
     wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
                                              else set())
+    if hasattr(ours, 'num_feature_levels'):
+        # the transformer-only items feed one 2048-channel map through the
+        # neck: single-level models only
+        skipped = wanted & {'transformer_train', 'scaling'}
+        if skipped:
+            print(f'not measured for {VARIANT} (multi-level): '
+                  f'{sorted(skipped)}')
+        wanted -= skipped
     want = wanted.__contains__
     results = dict(model=VARIANT, device=args.device,
                    threads=torch.get_num_threads(),
@@ -369,6 +377,7 @@ def main() -> None:
                bench_transformer_train(theirs, ours, dev, rep))
     if want('inference'):
         record('inference', bench_inference(theirs, ours, dev, rep))
+    if want('inference') and not hasattr(ours, 'num_feature_levels'):
         mem = {impl: transformer_peak_memory(impl, (25, 42), dev)
                for impl in ('mmdet', 'plugin')}
         results['transformer_infer_memory_bytes'] = mem
