@@ -11,17 +11,90 @@ sampled bilinearly, zero outside the map.
 The module is mmcv's ``MultiScaleDeformableAttention`` (its parameters,
 initialization and CUDA kernel, used on GPUs), adapted to this package's
 attention interface: batch-first, the layer's keyword inputs, no residual (the
-layer adds it).
+layer adds it). On a CPU, mmcv's PyTorch path (``grid_sample`` of each level's
+``(B*H, D/H, h, w)`` map, then every sample stacked, weighted and summed) is
+kept where gradients are needed (its backward is the fastest found here);
+without gradients :func:`sample_levels_cpu` computes the same bilinear sums as
+gathers of contiguous value rows.
 """
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from mmcv.ops.multi_scale_deform_attn import (
     MultiScaleDeformableAttention, MultiScaleDeformableAttnFunction,
     multi_scale_deformable_attn_pytorch)
 from torch import Tensor
 
 from ..registry import MODELS
+
+
+def sample_levels_cpu(value: Tensor, spatial_shapes: Tensor,
+                      level_start_index: Tensor, locations: Tensor,
+                      weights: Tensor) -> Tensor:
+    """What mmcv's ``multi_scale_deformable_attn_pytorch`` computes -- the
+    attention-weighted sum of bilinear samples, zero outside each map
+    (``grid_sample`` with ``align_corners=False``) -- as one
+    ``F.embedding_bag``: every sample is 4 corners, each a row of the value
+    table (the ``D / H`` values of a head at a position, contiguous) times
+    its bilinear weight x the attention weight. mmcv's path reads every
+    channel plane separately in ``grid_sample`` and then stacks, weights and
+    sums all samples; here the corners are computed per level with scalar
+    sizes. On the 2-core development CPU (AMD EPYC, avx512_bf16, 1 thread)
+    this took 0.13 s where mmcv's took 0.62 s for Deformable DETR's encoder
+    at 512 x 640 (6,800 queries); ``embedding_bag``'s backward is slower than
+    ``grid_sample``'s, so this path serves inference only.
+
+    Args:
+        value: ``(B, S, H, D/H)``.
+        spatial_shapes: ``(L, 2)`` long, ``(h_l, w_l)``.
+        level_start_index: ``(L,)`` long.
+        locations: ``(B, Q, H, L, K, 2)`` normalized (x, y) per level.
+        weights: ``(B, Q, H, L, K)``.
+
+    Returns:
+        ``(B, Q, D)``.
+    """
+    batch, size, heads, dims = value.shape
+    queries = locations.size(1)
+    locations = locations.permute(3, 5, 0, 1, 2, 4)  # (L, 2, B, Q, H, K)
+    weights = weights.permute(3, 0, 1, 2, 4)  # (L, B, Q, H, K)
+    table_row = (torch.arange(batch, device=value.device)[:, None, None,
+                                                          None] * heads +
+                 torch.arange(heads, device=value.device)[:, None]) * size
+    rows, row_weights = [], []
+    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+        (x0, wx0), (x1, wx1) = _neighbours(locations[level, 0], width)
+        (y0, wy0), (y1, wy1) = _neighbours(locations[level, 1], height)
+        start = table_row + int(level_start_index[level])  # (B, 1, H, 1)
+        rows.append(torch.stack((start + y0 * width + x0,
+                                 start + y0 * width + x1,
+                                 start + y1 * width + x0,
+                                 start + y1 * width + x1), -1))
+        attention = weights[level]
+        row_weights.append(torch.stack(
+            (wy0 * wx0 * attention, wy0 * wx1 * attention,
+             wy1 * wx0 * attention, wy1 * wx1 * attention), -1))
+    per_query = locations.size(0) * locations.size(-1) * 4  # L * K corners
+    out = F.embedding_bag(
+        torch.stack(rows, 3).view(-1, per_query),
+        value.permute(0, 2, 1, 3).reshape(-1, dims), mode='sum',
+        per_sample_weights=torch.stack(row_weights, 3).view(-1, per_query))
+    return out.view(batch, queries, heads * dims)
+
+
+def _neighbours(coord: Tensor, size: int):
+    """The two pixels around normalized coordinates ``coord`` on an axis of
+    ``size`` pixels (pixel centres at ``(i + 0.5) / size``): ``(index,
+    weight)`` each, the index clamped into the map and the weight zero for a
+    pixel outside it."""
+    pixel = coord * size - 0.5
+    low = pixel.floor()
+    frac = pixel - low
+    low = low.long()
+    high = low + 1
+    return ((low.clamp(0, size - 1), (1 - frac) * ((low >= 0) & (low < size))),
+            (high.clamp(0, size - 1), frac * ((high >= 0) & (high < size))))
 
 
 @MODELS.register_module()
@@ -97,7 +170,10 @@ class DeformableAttention(MultiScaleDeformableAttention):
             out = MultiScaleDeformableAttnFunction.apply(
                 value, spatial_shapes, level_start_index, locations, weights,
                 self.im2col_step)
-        else:
+        elif torch.is_grad_enabled() or torch.jit.is_tracing():
             out = multi_scale_deformable_attn_pytorch(
                 value, spatial_shapes, locations, weights)
+        else:
+            out = sample_levels_cpu(value, spatial_shapes, level_start_index,
+                                    locations, weights)
         return self.dropout(self.output_proj(out))
