@@ -1,9 +1,8 @@
 """Corrupt and truncated image files: name them (file, image id, fix) or skip.
 
-OpenCV >= 5 (requirements.txt) decodes a truncated JPEG or PNG -- even one
-missing only its last two bytes -- to ``None``; OpenCV 4 filled the missing
-rows with grey. mmcv's ``LoadImageFromFile`` asserts on that ``None``
-("failed to load image"); :class:`CheckedLoadImageFromFile` names the file.
+OpenCV >= 5 (requirements.txt) decodes a truncated JPEG or PNG, even one
+missing only its last two bytes, to ``None`` (OpenCV 4 filled the missing rows
+with grey); mmcv's ``LoadImageFromFile`` then fails an ``assert``.
 """
 from typing import Optional
 
@@ -26,7 +25,8 @@ def decode_image(data: bytes, path: str, color_type: str = 'color',
     ``'color'``), else :class:`CorruptImageError` naming ``path``."""
     img, reason = None, 'the file is empty'
     if data:
-        reason = f'{imdecode_backend} cannot decode it (truncated, or not an image)'
+        reason = f'{imdecode_backend} cannot decode it (truncated, or not ' \
+            'an image)'
         try:
             img = mmcv.imfrombytes(data, flag=color_type,
                                    backend=imdecode_backend)
@@ -43,12 +43,10 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
 
     Args:
         skip_corrupt: ``False``: a corrupt file raises
-            :class:`CorruptImageError` naming it, its image id and the fix.
-            ``True``: return ``None`` (mmengine's ``BaseDataset`` loads
-            another image; in test mode it raises) and warn naming the file
-            and the count skipped by this process.
-        **kwargs: mmcv's arguments; ``ignore_empty=True`` (a missing file
-            gives ``None``) also skips corrupt files.
+            :class:`CorruptImageError` naming it, its image id and the fix;
+            ``True`` (or mmcv's ``ignore_empty``): return ``None`` (mmengine
+            loads another image; in test mode it raises) and warn naming the
+            file and the count skipped by this process.
     """
 
     def __init__(self, skip_corrupt: bool = False, **kwargs) -> None:
