@@ -152,9 +152,10 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
     def keep_for_next_build(self) -> None:
         """Leave the loaded annotations to the next dataset built with the
         same arguments (the runner's, after the check), once."""
-        if self._loaded[0]:
-            _HANDED_OVER[self._loaded[0]] = dict(
-                {k: getattr(self, k) for k in LOADED}, data_list=self._loaded[1])
+        key, data_list = self._loaded
+        if key:
+            _HANDED_OVER[key] = dict(data_list=data_list, **{
+                k: getattr(self, k) for k in LOADED})
 
     def load_data_list(self) -> List[dict]:
         """Take what :meth:`keep_for_next_build` left (logging its warnings

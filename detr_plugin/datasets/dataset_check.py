@@ -107,7 +107,8 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
         text = (f'{key}: {len(ids)} image files are unreadable (image ids '
                 f'{ids_text(ids)}; {report.corrupt_files[0][1]}).')
         if any(getattr(t, 'skip_corrupt', False) or getattr(
-                t, 'ignore_empty', False) for t in dataset.pipeline.transforms):
+                t, 'ignore_empty', False)
+               for t in dataset.pipeline.transforms):
             report.warn(f"{text} Training skips them (corrupt_images='skip').")
         else:
             report.errors.append(
