@@ -132,6 +132,7 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
                                  f'got {value!r}')
         self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
         self.config_key = ''  # the check sets it, for the messages
+        self._loaded = (None, None)  # hand-off key, loaded list
         self._arguments = json.dumps(  # what the loaded annotations depend on
             [type(self).__name__, args, invalid_boxes, dict(
                 kwargs, lazy_init=None, serialize_data=None)],
@@ -150,8 +151,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             f'{st.st_mtime_ns}'
 
     def keep_for_next_build(self) -> None:
-        """Leave the loaded annotations to the next dataset built with the
-        same arguments (the runner's, after the check), once."""
+        """Leave the loaded annotations of this unserialized dataset to the
+        next one built with the same arguments (the runner's), once."""
         key, data_list = self._loaded
         if key:
             _HANDED_OVER[key] = dict(data_list=data_list, **{
@@ -166,7 +167,6 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             vars(self).update(_HANDED_OVER.pop(key))
             for text in self.report.warnings:
                 print_log(text, logger='current', level=30)
-            self._loaded = (key, self.data_list)
             return self.data_list
         prefix = f'{self.config_key}.' if self.config_key else ''
         classes = tuple(self.metainfo['classes'])
@@ -193,7 +193,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             del self.COCOAPI
         if report.dropped and self.invalid_boxes == 'drop':
             report.warn(report.dropped_message(strict=False))
-        self._loaded = (key, data_list)
+        if not self.serialize_data:  # the check's; a serialized list is freed
+            self._loaded = (key, data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
