@@ -139,9 +139,10 @@ class AtomicCheckpointHook(CheckpointHook):
             if osp.isfile(last_file) else ''
         best = find_resumable_checkpoint(ckpt_dir, self.filename_tmpl)
         if best not in (None, recorded):
-            what = (f'names the older {recorded}' if is_complete_checkpoint(
-                recorded) else f'names {recorded or "nothing"}, which is '
-                'missing or incomplete')
+            what = ('is missing or empty' if not recorded else
+                    f'names the older {recorded}' if is_complete_checkpoint(
+                        recorded) else
+                    f'names {recorded}, which is missing or incomplete')
             print_log(f'{last_file} {what}; pointing it at the newest '
                       f'complete checkpoint {best} (what --resume will load)',
                       logger='current', level=30)
