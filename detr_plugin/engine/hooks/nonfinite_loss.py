@@ -97,8 +97,8 @@ class NonFiniteLossHook(Hook):
         if self.action == 'error':
             raise NonFiniteLossError(
                 f'{what}. The run stops; ' + (
-                    'the gradients were finite, so the weights are too'
-                    if stepped else 'this step was not applied, so the '
+                    'the gradients were finite, so are the weights' if
+                    stepped else 'this step was not applied, so the '
                     'weights and checkpoints are those of the last finite '
                     'step') + '. Causes: a too-high learning rate (lower it, '
                 'keep clip_grad), fp16 overflow (--amp), bad boxes (python '
