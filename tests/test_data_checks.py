@@ -29,7 +29,7 @@ from detr_plugin.registry import DATASETS
 from detr_plugin.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
                                   CorruptImageError, DatasetCheckError,
                                   check_dataset_config)
-from detr_plugin.datasets.transforms import find_corruption
+from detr_plugin.datasets.transforms import decode_image
 from detr_plugin.mmdet_reference import build_plugin_model
 
 TRAIN_PIPELINE = [dict(type='LoadImageFromFile'),
@@ -305,7 +305,9 @@ def _jpeg_with_thumbnail(img):
     return main[:2] + app1 + main[2:]
 
 
-def test_find_corruption():
+def test_decode_image_finds_truncation():
+    """OpenCV >= 5 decodes a truncated JPEG or PNG to None (OpenCV 4 did not:
+    grey rows); an EXIF thumbnail's end marker and trailing bytes are fine."""
     rng = np.random.default_rng(0)
     img = cv2.resize(rng.integers(0, 255, (16, 16, 3), np.uint8), (96, 64))
     files = {
@@ -316,13 +318,15 @@ def test_find_corruption():
         'png': cv2.imencode('.png', img)[1].tobytes(),
     }
     for name, data in files.items():
-        assert find_corruption(data) is None, name
-        assert find_corruption(data + b'trailing bytes') is None, name
+        for whole in (data, data + b'trailing bytes'):
+            assert decode_image(whole, name).shape == (64, 96, 3), name
         for keep in (0.5, 0.95):
-            cut = data[:int(len(data) * keep)]
-            assert 'truncated' in find_corruption(cut), (name, keep)
-        assert find_corruption(data[:-2]) is not None, name
-    assert find_corruption(b'') == 'the file is empty'
+            with pytest.raises(CorruptImageError, match=f'{name}: .*trunc'):
+                decode_image(data[:int(len(data) * keep)], name)
+        with pytest.raises(CorruptImageError, match=name):
+            decode_image(data[:-2], name)
+    with pytest.raises(CorruptImageError, match='x.jpg: the file is empty'):
+        decode_image(b'', 'x.jpg')
 
 
 def test_load_image_names_or_skips_a_truncated_file(shapes, tmp_path):
@@ -354,7 +358,7 @@ def test_balloon_images_are_not_flagged(balloon_root):
         for name in sorted(os.listdir(folder)):
             if name.endswith('.jpg'):
                 with open(osp.join(folder, name), 'rb') as f:
-                    assert find_corruption(f.read()) is None, name
+                    decode_image(f.read(), name)  # raises if corrupt
 
 
 # ------------------------------------------- what the checks leave alone

@@ -23,10 +23,6 @@ import numpy as np
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from detr_plugin.datasets.coco_annotations import ids_text  # noqa: E402
 
-# COCO's area ranges (pixels^2) for AP_s / AP_m / AP_l
-AREA_RANGES = (('small', 0, 32**2), ('medium', 32**2, 96**2),
-               ('large', 96**2, float('inf')))
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
@@ -50,61 +46,53 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def box_size_lines(box_sizes) -> list:
-    """Percentiles of sqrt(w * h), COCO's area ranges and aspect ratios of
-    ``(N, 2)`` box widths and heights in pixels."""
-    if not len(box_sizes):
-        return []
-    w, h = np.asarray(box_sizes, dtype=float).T
-    buckets = ', '.join(f'{name} {int(((w * h >= lo) & (w * h < hi)).sum())}'
-                        for name, lo, hi in AREA_RANGES)
-    return [
-        '  box size sqrt(w*h) px: min {:.1f}, 5% {:.1f}, median {:.1f}, '
-        '95% {:.1f}, max {:.1f}'.format(
-            *np.percentile(np.sqrt(w * h), [0, 5, 50, 95, 100])),
-        f'  box area (COCO ranges): {buckets}',
-        '  box aspect w/h: 5% {:.2f}, median {:.2f}, 95% {:.2f}'.format(
-            *np.percentile(w / h, [5, 50, 95]))]
-
-
 def format_report(report) -> str:
-    """A dataset's ``DatasetReport`` as this tool prints it."""
-    lines = [f'== {report.key}']
-    if report.skipped:
-        return '\n'.join(lines + [f'  not checked: {report.skipped}'])
-    lines += [f'  annotation file: {report.ann_file}',
-              f'  image folder:    {report.img_dir}']
-    classes, without = report.classes, report.images_without_boxes
-    if report.parsed:
+    """A dataset's ``DatasetReport`` as this tool prints it; box sizes in
+    pixels (COCO's area ranges as for AP_s / AP_m / AP_l)."""
+    r, lines = report, [f'== {report.key}']
+    if r.skipped:
+        lines.append(f'  not checked: {r.skipped}')
+    else:
+        lines += [f'  annotation file: {r.ann_file}',
+                  f'  image folder:    {r.img_dir}']
+    if r.parsed:
+        without, width = r.images_without_boxes, max([5, *map(len, r.classes)])
         lines += [
-            f'  classes: {len(classes)} ({", ".join(classes[:10])}'
-            f'{", ..." if len(classes) > 10 else ""})',
-            f'  images: {report.num_images}',
+            f'  classes: {len(r.classes)} ({ids_text(r.classes, 10)})',
+            f'  images: {r.num_images}',
             f'  images without boxes: {len(without)}'
-            + (f' (ids {ids_text(without)})' if without else '')]
-        if report.num_train_images is not None:
-            lines.append('  images used for training after filter_cfg: '
-                         f'{report.num_train_images}')
-        lines.append(f'  boxes: {report.num_boxes}' + (
-            f' ({report.num_crowd} crowd)' if report.num_crowd else ''))
-        width = max([len(c) for c in classes] + [5])
-        lines += ['  boxes per class:'] + [
-            f'    {name:<{width}} {report.boxes_per_class[name]}'
-            for name in classes]
-        if report.num_other_category:
-            lines.append('  boxes of other categories (not used): '
-                         f'{report.num_other_category}')
-        lines.append(f'  dropped boxes: {report.num_dropped}' + ''.join(
-            f'; {len(v)} {k}' for k, v in report.dropped.items()))
-        lines.append(f'  boxes clamped to their image: {report.num_clamped}')
-        lines += box_size_lines(report.box_sizes)
+            + (f' (ids {ids_text(without)})' if without else ''),
+            *([] if r.num_train_images is None else [
+                f'  images used for training after filter_cfg: '
+                f'{r.num_train_images}']),
+            f'  boxes: {r.num_boxes}'
+            + (f' ({r.num_crowd} crowd)' if r.num_crowd else ''),
+            '  boxes per class:',
+            *(f'    {c:<{width}} {r.boxes_per_class[c]}' for c in r.classes),
+            *([f'  boxes of other categories (not used): '
+               f'{r.num_other_category}'] if r.num_other_category else []),
+            f'  dropped boxes: {r.num_dropped}'
+            + ''.join(f'; {len(v)} {k}' for k, v in r.dropped.items()),
+            f'  boxes clamped to their image: {r.num_clamped}']
+        if r.box_sizes:
+            w, h = np.asarray(r.box_sizes, dtype=float).T
+            area = w * h
+            lines += [
+                '  box size sqrt(w*h) px: min {:.1f}, 5% {:.1f}, median '
+                '{:.1f}, 95% {:.1f}, max {:.1f}'.format(
+                    *np.percentile(np.sqrt(area), [0, 5, 50, 95, 100])),
+                '  box area (COCO ranges): ' + ', '.join(
+                    f'{name} {((area >= lo) & (area < hi)).sum()}' for name,
+                    lo, hi in (('small', 0, 32**2), ('medium', 32**2, 96**2),
+                               ('large', 96**2, np.inf))),
+                '  box aspect w/h: 5% {:.2f}, median {:.2f}, 95% {:.2f}'
+                .format(*np.percentile(w / h, [5, 50, 95]))]
         lines.append(
-            f'  image files checked: {report.files_checked}; missing '
-            f'{len(report.missing_files)}, unreadable '
-            f'{len(report.corrupt_files)}, size differs from the file '
-            f'{len(report.size_mismatch)}')
-    return '\n'.join(lines + [f'  ERROR: {e}' for e in report.errors]
-                     + [f'  warning: {w}' for w in report.warnings])
+            f'  image files checked: {r.files_checked}; missing '
+            f'{len(r.missing_files)}, unreadable {len(r.corrupt_files)}, '
+            f'size differs from the file {len(r.size_mismatch)}')
+    return '\n'.join(lines + [f'  ERROR: {e}' for e in r.errors]
+                     + [f'  warning: {w}' for w in r.warnings])
 
 
 def draw_ground_truth(cfg, split: str, out_dir: str,

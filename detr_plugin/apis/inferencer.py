@@ -1,11 +1,6 @@
-"""Detect objects in image files with a config and a checkpoint.
-
-Built from mmdet's own machinery: :func:`mmdet.apis.init_detector` (the model
-from the config in its ``default_scope``, the checkpoint through mmengine's
-``load_checkpoint`` and the class names from the checkpoint's
-``meta.dataset_meta``), the config's test pipeline run by
-:func:`mmdet.apis.inference_detector`, and mmdet's ``DetLocalVisualizer`` for
-drawing.
+"""Detect objects in image files with a config and a checkpoint, through
+mmdet's ``init_detector`` (model, checkpoint, class names from its
+``meta.dataset_meta``), ``inference_detector`` and ``DetLocalVisualizer``.
 """
 import copy
 import glob
@@ -24,11 +19,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
 
 def list_images(source: str) -> List[str]:
     """An image file, the images of a folder (not recursive) or a glob
-    pattern (``**`` recursive), sorted.
-
-    Raises:
-        FileNotFoundError: when nothing matches.
-    """
+    pattern (``**`` recursive), sorted; ``FileNotFoundError`` if none."""
     if osp.isfile(source):
         return [source]
     if osp.isdir(source):
@@ -48,15 +39,10 @@ class DETRInferencer:
     """A detector ready for images, on ``device``, in eval mode.
 
     Args:
-        config: config file or ``Config`` (its ``default_scope``, e.g.
-            ``detr_plugin``, is used to build the model).
+        config: config file or ``Config`` (built in its ``default_scope``).
         checkpoint: weights to load; None keeps the initialisation (tests).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
         palette: box colours, as mmdet's ``init_detector`` takes them
             (``'none'``: the config's dataset palette, else random).
-
-    Attributes:
-        model: the detector; ``model.dataset_meta['classes']`` names labels.
     """
 
     def __init__(self,
@@ -94,14 +80,10 @@ class DETRInferencer:
         return self._pipelines[from_array]
 
     def __call__(self, image: Union[str, np.ndarray]) -> DetDataSample:
-        """Detect in one image (a path, or a BGR ``(H, W, 3)`` uint8 array).
-
-        Returns:
-            A ``DetDataSample`` whose ``pred_instances`` hold ``bboxes``
-            ``(k, 4)`` xyxy in original-image pixels, ``scores`` and
-            ``labels`` ``(k,)``, by descending score (``k`` =
-            ``test_cfg.max_per_img``).
-        """
+        """Detect in one image (a path, or a BGR ``(H, W, 3)`` uint8 array):
+        ``pred_instances`` with ``bboxes`` ``(k, 4)`` xyxy in original-image
+        pixels, ``scores`` and ``labels`` ``(k,)`` by descending score (``k``
+        = ``test_cfg.max_per_img``)."""
         from mmdet.apis import inference_detector
         return inference_detector(
             self.model, image,
@@ -152,14 +134,11 @@ def coco_results(results: Sequence[DetDataSample],
                  image_paths: Sequence[str], category_ids: Sequence[int],
                  classes: Sequence[str],
                  score_thr: float = 0.) -> List[dict]:
-    """Detections as a COCO results list (the format ``COCO.loadRes`` and
-    ``CocoMetric`` read), one dict per box.
-
-    ``image_id`` is the file name when every name is a number (COCO's own
-    images: ``000000397133.jpg`` -> 397133), else the image's position in
-    ``image_paths``. Each dict also names its ``file_name`` and
-    ``category_name``. ``bbox`` is ``[x, y, w, h]`` in original-image pixels.
-    """
+    """Detections as a COCO results list (what ``COCO.loadRes`` reads), one
+    dict per box with ``bbox`` ``[x, y, w, h]`` in original-image pixels,
+    ``file_name`` and ``category_name``. ``image_id`` is the file name when
+    every name is a number (``000000397133.jpg`` -> 397133), else the
+    image's position in ``image_paths``."""
     stems = [osp.splitext(osp.basename(p))[0] for p in image_paths]
     numeric = all(s.isdigit() for s in stems)
     entries = []

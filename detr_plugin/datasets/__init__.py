@@ -1,17 +1,14 @@
-"""Datasets: mmdet's ``CocoDataset`` with DETR's data checks, the check of a
-config's data before training, and the synthetic shapes set."""
+"""mmdet's ``CocoDataset`` with DETR's data checks, the check of a config's
+data before training, and the synthetic shapes set."""
 from .checked_coco import CheckedCocoDataset, DatasetReport
-from .coco_annotations import (DatasetCheckError, check_box, load_coco_json,
-                               match_classes)
+from .coco_annotations import DatasetCheckError
 from .dataset_check import audit_split, check_dataset_config
 from .filter_logging import FilterLogMixin, LoggingCocoDataset
 from .synthetic_shapes import SHAPES, generate_shapes_dataset
 from .transforms import CheckedLoadImageFromFile, CorruptImageError
 
 __all__ = [
-    'CheckedCocoDataset', 'DatasetReport', 'DatasetCheckError', 'check_box',
-    'load_coco_json', 'match_classes', 'audit_split', 'check_dataset_config',
-    'FilterLogMixin', 'LoggingCocoDataset', 'SHAPES',
-    'generate_shapes_dataset', 'CheckedLoadImageFromFile',
-    'CorruptImageError'
+    'CheckedCocoDataset', 'DatasetReport', 'DatasetCheckError', 'audit_split',
+    'check_dataset_config', 'FilterLogMixin', 'LoggingCocoDataset', 'SHAPES',
+    'generate_shapes_dataset', 'CheckedLoadImageFromFile', 'CorruptImageError'
 ]

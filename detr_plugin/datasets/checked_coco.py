@@ -1,9 +1,9 @@
 """``CheckedCocoDataset``: mmdet's ``CocoDataset`` that checks what it loads.
 
 The one implementation of reading and validating COCO annotations, run by the
-dataset the runner trains on and by the check before training
-(:mod:`.dataset_check`), which hands the loaded dataset over to the runner's
-(:meth:`CheckedCocoDataset.keep_for_next_build`): the file is read once.
+runner's dataset and by the check before training (:mod:`.dataset_check`),
+whose loaded annotations the runner's dataset takes over
+(:meth:`~CheckedCocoDataset.keep_for_next_build`): the file is read once.
 """
 import json
 import os
@@ -21,26 +21,25 @@ from .coco_annotations import (DatasetCheckError, check_box, ids_text,
                                load_coco_json, match_classes)
 from .filter_logging import FilterLogMixin
 
-INVALID_BOX_ACTIONS = ('drop', 'error')
-CORRUPT_IMAGE_ACTIONS = ('error', 'skip')
-CHECKED_LOADER = 'CheckedLoadImageFromFile'
-# what full_init leaves on a CocoDataset (and our report and filter log)
-LOADED_STATE = ('data_list', 'data_bytes', 'data_address', 'cat_ids',
-                'cat2label', 'cat_img_map', 'report', 'filter_log')
-_HANDED_OVER: Dict[str, dict] = {}  # key -> LOADED_STATE values
+ACTIONS = dict(invalid_boxes=('drop', 'error'),
+               corrupt_images=('error', 'skip'))
+LOADERS = ('LoadImageFromFile', 'CheckedLoadImageFromFile')
+# what load_data_list sets on a CocoDataset, and our report
+LOADED = ('cat_ids', 'cat2label', 'cat_img_map', 'report')
+_HANDED_OVER: Dict[str, dict] = {}  # arguments + file -> loaded state
 
 
 @dataclass
 class DatasetReport:
-    """What loading a dataset (``key``: its config key) found in its file.
+    """What loading a dataset (config key ``key``) found in its file.
 
-    ``parsed``: the counts are filled (file and classes usable);
+    ``parsed``: the file and classes are usable (the counts are filled);
     ``boxes_per_class``: usable boxes, crowd ones too; ``dropped``:
     ``{reason: [(annotation id, image id)]}``; ``box_sizes``: ``(w, h)`` of
-    the usable boxes, pixels; ``num_train_images``: left by ``filter_cfg``.
-    The check adds the files: ``missing_files``, ``corrupt_files``
-    (``[(img_id, path or reason)]``), ``size_mismatch`` (``[(img_id, (h, w)
-    in the file, (h, w) decoded)]``).
+    the usable boxes in pixels; ``num_train_images``: left by ``filter_cfg``.
+    The check adds ``missing_files``, ``corrupt_files`` (``[(img_id, path or
+    reason)]``) and ``size_mismatch`` (``[(img_id, (h, w) in the file,
+    (h, w) decoded)]``).
     """
     key: str
     ann_file: str = ''
@@ -53,9 +52,9 @@ class DatasetReport:
     boxes_per_class: Dict[str, int] = field(default_factory=dict)
     num_crowd: int = 0
     num_other_category: int = 0
+    num_clamped: int = 0
     images_without_boxes: List = field(default_factory=list)
     dropped: Dict[str, List] = field(default_factory=dict)
-    num_clamped: int = 0
     box_sizes: List = field(default_factory=list)
     files_checked: str = 'no'
     missing_files: List = field(default_factory=list)
@@ -70,7 +69,7 @@ class DatasetReport:
 
     @property
     def num_dropped(self) -> int:
-        return sum(len(v) for v in self.dropped.values())
+        return sum(map(len, self.dropped.values()))
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -78,30 +77,21 @@ class DatasetReport:
 
     def dropped_message(self, strict: bool) -> str:
         """The one message about the dropped boxes: how many, why, which."""
-        parts = '; '.join(
+        count = (f'{self.num_dropped} of {self.num_boxes + self.num_dropped} '
+                 f'boxes in {self.ann_file}')
+        why = '; '.join(
             f'{len(pairs)} {reason} (annotation ids '
-            f'{ids_text([a for a, _ in pairs])} in images '
+            f'{ids_text(a for a, _ in pairs)} in images '
             f'{ids_text(sorted({i for _, i in pairs}, key=str))})'
             for reason, pairs in self.dropped.items())
-        total = self.num_boxes + self.num_dropped
         where = self.key or 'the dataset config'
         if strict:
-            return (f'{self.num_dropped} of {total} boxes in {self.ann_file} '
-                    f'are unusable: {parts}. Fix the boxes in the file, or '
-                    f"set invalid_boxes='drop' in {where} to drop them with "
-                    'a warning.')
-        return (f'dropped {self.num_dropped} of {total} boxes in '
-                f'{self.ann_file} that DETR cannot use: {parts}. Fix the '
-                "boxes in the file, or set invalid_boxes='error' in "
-                f'{where} to stop on them.')
-
-
-def _file_identity(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return ''
-    return f'{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}'
+            return (f'{count} are unusable: {why}. Fix the boxes in the file, '
+                    f"or set invalid_boxes='drop' in {where} to drop them "
+                    'with a warning.')
+        return (f'dropped {count} that DETR cannot use: {why}. Fix the boxes '
+                f"in the file, or set invalid_boxes='error' in {where} to "
+                'stop on them.')
 
 
 def _coco_api(data: dict, local_path: str) -> COCO:
@@ -129,72 +119,64 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         invalid_boxes: ``'drop'`` (default, as official DETR): drop unusable
             boxes with one warning; ``'error'``: raise naming them.
         corrupt_images: ``'error'`` (default): a corrupt image file stops the
-            run naming it; ``'skip'``: skipped with a warning (training
-            only: mmengine fetches another image).
-        *args, **kwargs: mmdet's ``CocoDataset`` arguments.
+            run naming it; ``'skip'``: skip it with a warning (training only:
+            mmengine fetches another image).
     """
 
     def __init__(self, *args, invalid_boxes: str = 'drop',
                  corrupt_images: str = 'error', **kwargs) -> None:
-        for name, value, allowed in (
-                ('invalid_boxes', invalid_boxes, INVALID_BOX_ACTIONS),
-                ('corrupt_images', corrupt_images, CORRUPT_IMAGE_ACTIONS)):
-            if value not in allowed:
-                raise ValueError(f'{name} must be one of {allowed}, got '
-                                 f'{value!r}')
+        for name, value in (('invalid_boxes', invalid_boxes),
+                            ('corrupt_images', corrupt_images)):
+            if value not in ACTIONS[name]:
+                raise ValueError(f'{name} must be one of {ACTIONS[name]}, '
+                                 f'got {value!r}')
         self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
         self.config_key = ''  # the check sets it, for the messages
-        self._arguments = json.dumps(
-            [type(self).__name__, args, invalid_boxes, corrupt_images,
-             {k: v for k, v in kwargs.items()
-              if k not in ('lazy_init', 'serialize_data')}],
+        self._loaded = (None, None)  # hand-off key, loaded list
+        self._arguments = json.dumps(  # what the loaded annotations depend on
+            [type(self).__name__, args, invalid_boxes, dict(
+                kwargs, lazy_init=None, serialize_data=None)],
             sort_keys=True, default=repr)
         kwargs['pipeline'] = [
-            dict(t, type=CHECKED_LOADER, skip_corrupt=t.get(
+            dict(t, type=LOADERS[1], skip_corrupt=t.get(
                 'skip_corrupt', corrupt_images == 'skip'))
-            if isinstance(t, dict) and t.get('type') in (
-                'LoadImageFromFile', CHECKED_LOADER) else t
+            if isinstance(t, dict) and t.get('type') in LOADERS else t
             for t in kwargs.get('pipeline') or []]
         super().__init__(*args, **kwargs)
 
-    def _key(self, name: str) -> str:
-        return f'{self.config_key}.{name}' if self.config_key else name
-
-    def full_init(self) -> None:
-        """Take the state a :meth:`keep_for_next_build` left for these
-        arguments and this file (logging what its loading logged), or load
-        (mmdet's ``full_init``)."""
-        state = None if self._fully_initialized else _HANDED_OVER.pop(
-            self._arguments + _file_identity(self.ann_file), None)
-        if state is None:
-            return super().full_init()
-        vars(self).update(state)
-        self._fully_initialized = True
-        for text in self.report.warnings:
-            print_log(text, logger='current', level=30)
-        if self.filter_log:
-            print_log(self.filter_log, logger='current')
+    def _handoff_key(self) -> str:
+        """These arguments and the annotation file as it is now."""
+        st = os.stat(self.ann_file) if os.path.isfile(self.ann_file) else None
+        return st and f'{self._arguments}{st.st_ino}:{st.st_size}:' \
+            f'{st.st_mtime_ns}'
 
     def keep_for_next_build(self) -> None:
-        """Leave this loaded dataset's state to the next dataset built with
-        the same arguments (e.g. by the runner after the check), once."""
-        if self._file_id:
-            _HANDED_OVER[self._arguments + self._file_id] = {
-                k: getattr(self, k) for k in LOADED_STATE if hasattr(self, k)}
+        """Leave the loaded annotations of this unserialized dataset to the
+        next one built with the same arguments (the runner's), once."""
+        key, data_list = self._loaded
+        if key:
+            _HANDED_OVER[key] = dict(data_list=data_list, **{
+                k: getattr(self, k) for k in LOADED})
 
     def load_data_list(self) -> List[dict]:
-        """Read and check the file, then mmdet's parsing of what was read
-        (through :meth:`parse_data_info`)."""
+        """Take what :meth:`keep_for_next_build` left (logging its warnings
+        again), or read and check the file, then mmdet's parsing of what was
+        read (through :meth:`parse_data_info`)."""
+        key = self._handoff_key()
+        if key in _HANDED_OVER:
+            vars(self).update(_HANDED_OVER.pop(key))
+            for text in self.report.warnings:
+                print_log(text, logger='current', level=30)
+            return self.data_list
+        prefix = f'{self.config_key}.' if self.config_key else ''
         classes = tuple(self.metainfo['classes'])
         self.report = report = DatasetReport(
             self.config_key, self.ann_file, self.data_prefix.get('img', ''),
             classes=classes, boxes_per_class=dict.fromkeys(classes, 0))
-        self._file_id = _file_identity(self.ann_file)
         with get_local_path(self.ann_file, self.backend_args) as path:
-            data = load_coco_json(path, self._key('ann_file'),
-                                  images_only=self.test_mode)
+            data = load_coco_json(path, f'{prefix}ann_file', self.test_mode)
         match_classes(classes, data['categories'], self.ann_file,
-                      self._key('metainfo.classes'))
+                      f'{prefix}metainfo.classes')
         report.parsed, report.num_images = True, len(data['images'])
         image_ids = {img['id'] for img in data['images']}
         orphans = [ann['id'] for ann in data['annotations']
@@ -211,6 +193,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             del self.COCOAPI
         if report.dropped and self.invalid_boxes == 'drop':
             report.warn(report.dropped_message(strict=False))
+        if not self.serialize_data:  # the check's; a serialized list is freed
+            self._loaded = (key, data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:

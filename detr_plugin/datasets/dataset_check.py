@@ -1,14 +1,12 @@
-"""The check of a config's data before the first iteration: the datasets
-built from the config and loaded by their own code
-(:class:`.CheckedCocoDataset`), plus what loading does not see."""
+"""The check of a config's data before the first iteration: its datasets built
+and loaded by their own code (:class:`.CheckedCocoDataset`), then what loading
+does not see: image files, ``num_classes``, the evaluator's annotation file."""
 import logging
 import os.path as osp
-from contextlib import contextmanager
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from mmengine.config import Config
-from mmengine.dist import (broadcast_object_list, get_world_size,
-                           is_main_process)
+from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 
@@ -19,19 +17,6 @@ from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
 from .transforms import CorruptImageError, decode_image
 
 SPLITS = ('train', 'val', 'test')
-
-
-@contextmanager
-def _reported_not_logged():
-    """Only errors from the current logger: what the datasets would log is
-    in their reports (and logged by the dataset that takes one over)."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
@@ -45,26 +30,25 @@ def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
     return [(key, dataset_cfg)]
 
 
-def load_dataset(ds_cfg: dict, key: str, check_files: bool = True,
-                 decode_images: bool = False, hand_off: bool = False
-                 ) -> Tuple[Optional[CheckedCocoDataset], DatasetReport]:
-    """The dataset of ``ds_cfg`` (config ``key``) built through the registry
-    and loaded, its image files checked, and its report, holding the errors
-    found. Other types and remote files are not checked (``skipped``)."""
+def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
+                  hand_off: bool) -> DatasetReport:
+    """The report of the dataset of ``ds_cfg`` (config ``key``), built
+    through the registry and loaded; other types and remote files are not
+    checked (``skipped``)."""
     kind = ds_cfg.get('type')
     try:
         cls = kind if isinstance(kind, type) else DATASETS.get(kind)
     except Exception:  # a type of an unimported scope
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, CheckedCocoDataset)):
-        return None, DatasetReport(key, skipped=(
+        return DatasetReport(key, skipped=(
             f'type {kind!r} has no data checks (CheckedCocoDataset, the base '
             "config's type, is mmdet's CocoDataset with them)"))
-    # serialized after the file check, which reads the data list
+    # not serialized: the file check reads the data list
     dataset = DATASETS.build(dict(ds_cfg, lazy_init=True,
                                   serialize_data=False))
     if dataset.backend_args or '://' in dataset.ann_file:
-        return None, DatasetReport(key, skipped=(
+        return DatasetReport(key, skipped=(
             f'files read through backend_args {dataset.backend_args}'
             if dataset.backend_args else
             f'remote annotation file {dataset.ann_file}'))
@@ -74,30 +58,26 @@ def load_dataset(ds_cfg: dict, key: str, check_files: bool = True,
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
     report = dataset.report
-    if not dataset.test_mode and report.parsed and not report.errors \
-            and report.num_boxes == 0:
+    if report.parsed and not (dataset.test_mode or report.errors
+                              or report.num_boxes):
         report.errors.append(
             f'{key}: {report.ann_file} has no usable box of the classes '
             f'{report.classes}: DETR would learn only "no object". Fix: '
             'check metainfo.classes and the boxes.')
     if check_files and report.parsed:
-        check_image_files(dataset, decode_images)
+        check_image_files(dataset, decode)
     if hand_off and not report.errors:
-        if ds_cfg.get('serialize_data', True):
-            # the step full_init skipped above; mmengine has no public call
-            dataset.data_bytes, dataset.data_address = \
-                dataset._serialize_data()
         dataset.keep_for_next_build()
-    return dataset, report
+    return report
 
 
 def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
-    """Each image the dataset lists exists; with ``decode`` it also decodes,
-    to the size its annotation gives. Found problems go to its report."""
-    report = dataset.report
+    """Each image the dataset lists exists (``decode``: and decodes to the
+    size its annotation gives); problems go to its report."""
+    report, key = dataset.report, dataset.report.key
     if not osp.isdir(report.img_dir or '.'):
         report.errors.append(
-            f'{report.key}.data_prefix.img: image folder not found: '
+            f'{key}.data_prefix.img: image folder not found: '
             f'{report.img_dir}. Fix: check data_root + data_prefix.img.')
         return
     for info in dataset.data_list:  # loaded, not serialized
@@ -118,30 +98,30 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
     if report.missing_files:
         ids = [i for i, _ in report.missing_files]
         report.errors.append(
-            f'{report.key}: {len(ids)} of the image files listed in '
+            f'{key}: {len(ids)} of the image files listed in '
             f'{report.ann_file} are missing (image ids {ids_text(ids)}; e.g. '
             f'{report.missing_files[0][1]}). Fix: check data_prefix.img, or '
             'remove those images from the annotation file.')
     if report.corrupt_files:
         ids = [i for i, _ in report.corrupt_files]
-        text = (f'{report.key}: {len(ids)} image files are unreadable '
-                f'(image ids {ids_text(ids)}; {report.corrupt_files[0][1]}).')
-        skips = [getattr(t, 'skip_corrupt', False) or getattr(
-            t, 'ignore_empty', False) for t in dataset.pipeline.transforms]
-        if any(skips):
+        text = (f'{key}: {len(ids)} image files are unreadable (image ids '
+                f'{ids_text(ids)}; {report.corrupt_files[0][1]}).')
+        if any(getattr(t, 'skip_corrupt', False) or getattr(
+                t, 'ignore_empty', False)
+               for t in dataset.pipeline.transforms):
             report.warn(f"{text} Training skips them (corrupt_images='skip').")
         else:
             report.errors.append(
                 f'{text} Fix: replace or delete them, or skip them while '
-                "training with corrupt_images='skip' in "
-                f'{report.key} (a CheckedCocoDataset).')
+                f"training with corrupt_images='skip' in {key} (a "
+                'CheckedCocoDataset).')
     if report.size_mismatch:
         img_id, declared, actual = report.size_mismatch[0]
         report.warn(
-            f'{report.key}: {len(report.size_mismatch)} images decode to a '
-            'size other than their width/height in the annotation file '
-            f'(e.g. image {img_id}: {declared} declared, {actual} decoded, '
-            'as (h, w)); their boxes may be misplaced (an EXIF rotation?).')
+            f'{key}: {len(report.size_mismatch)} images decode to a size '
+            'other than their width/height in the annotation file (e.g. '
+            f'image {img_id}: {declared} declared, {actual} decoded, as (h, '
+            'w)); their boxes may be misplaced (an EXIF rotation?).')
 
 
 def config_errors(cfg: Config, split: str, reports) -> List[str]:
@@ -149,24 +129,22 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
     evaluator's own annotation file (when no dataset read it) is present,
     COCO-shaped and has the classes."""
     errors, model = [], cfg.get('model') or {}
-    for key in ('bbox_head', 'roi_head.bbox_head'):
-        node = model
-        for part in key.split('.'):
-            node = node.get(part) if isinstance(node, dict) else None
+    for key, node in (('bbox_head', model.get('bbox_head')),
+                      ('roi_head.bbox_head',
+                       (model.get('roi_head') or {}).get('bbox_head'))):
         for head in node if isinstance(node, (list, tuple)) else [node]:
             n = head.get('num_classes') if isinstance(head, dict) else None
             r = next((r for r in reports if n is not None and r.classes
                       and len(r.classes) != n), None)
             if r:
-                key = f'model.{key}.num_classes'
                 errors.append(
-                    f'{key} is {n} but {r.key} has {len(r.classes)} classes '
-                    f'{r.classes[:10]} (its metainfo.classes). Labels would '
-                    'not match the classifier (out-of-range labels, or '
-                    'classes never trained and AP 0). Fix: set '
-                    f'{key}={len(r.classes)}, or list the {n} class names in '
+                    f'model.{key}.num_classes is {n} but {r.key} has '
+                    f'{len(r.classes)} classes {r.classes[:10]} (its '
+                    'metainfo.classes): out-of-range labels, or classes '
+                    f'never trained (AP 0). Fix: set model.{key}.num_classes='
+                    f'{len(r.classes)}, or list the {n} class names in '
                     'metainfo.classes.')
-    metrics = cfg.get(f'{split}_evaluator') or [] if split != 'train' else []
+    metrics = (cfg.get(f'{split}_evaluator') or []) if split != 'train' else []
     metrics = metrics if isinstance(metrics, (list, tuple)) else [metrics]
     loaded = {osp.abspath(r.ann_file) for r in reports if r.ann_file}
     classes = next((r.classes for r in reports if r.classes), None)
@@ -192,23 +170,26 @@ def audit_split(cfg: Config, split: str, check_files: bool = True,
                 hand_off: bool = False) -> List[DatasetReport]:
     """A :class:`DatasetReport` per dataset of ``{split}_dataloader``, the
     config's problems in the first one's ``errors``; nothing is raised.
-    Loading checks the annotation file (exists, JSON, COCO-shaped), the
-    classes (its categories, in order), the boxes, a training set's images
-    after ``filter_cfg``; then a training set must have boxes, the image
-    folder and files exist (``check_files``; ``decode_images``: and decode),
-    ``num_classes`` fit and the evaluator's annotation file load."""
+    ``hand_off``: the runner's datasets take the loaded ones over."""
     if split not in SPLITS:
         raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     loader = cfg.get(f'{split}_dataloader') or {}
     if not loader.get('dataset'):
         return []
-    reports = []
-    with _reported_not_logged(), DefaultScope.overwrite_default_scope(
-            cfg.get('default_scope') or 'detr_plugin'):
-        for key, ds_cfg in dataset_configs(loader['dataset'],
-                                           f'{split}_dataloader.dataset'):
-            reports.append(load_dataset(ds_cfg, key, check_files,
-                                        decode_images, hand_off)[1])
+    # only errors are logged: the reports hold what loading logs, and the
+    # dataset that takes one over logs it again
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with DefaultScope.overwrite_default_scope(
+                cfg.get('default_scope') or 'detr_plugin'):
+            reports = [check_dataset(ds_cfg, key, check_files,
+                                     decode_images, hand_off)
+                       for key, ds_cfg in dataset_configs(
+                           loader['dataset'], f'{split}_dataloader.dataset')]
+    finally:
+        logger.setLevel(level)
     first = next((r for r in reports if not r.skipped), reports[0])
     first.errors += config_errors(cfg, split, reports)
     return reports
@@ -218,34 +199,30 @@ def check_dataset_config(cfg: Config, split: str = 'train',
                          check_files: bool = True,
                          decode_images: bool = False,
                          hand_off: bool = False) -> List[DatasetReport]:
-    """Raise one :class:`DatasetCheckError` listing every problem that
-    would make ``{split}_dataloader`` fail or learn nothing (see
-    :func:`audit_split`), or return the reports. On several processes the
-    check runs on rank 0 and the others get its verdict (and ``[]``).
-    ``hand_off``: the runner's datasets take the loaded ones over."""
-    reports, verdict, failure = [], None, None
+    """The reports of :func:`audit_split`, or one :class:`DatasetCheckError`
+    listing every problem that would make ``{split}_dataloader`` fail or
+    learn nothing. On several processes rank 0 checks and the others get its
+    verdict (and ``[]``)."""
+    reports, verdict, failure = [], [None], None
     if is_main_process():
         try:
             reports = audit_split(cfg, split, check_files, decode_images,
                                   hand_off)
         except Exception as e:  # the other processes must not wait for ever
-            failure, verdict = e, (f'the check of the {split} data failed '
-                                   f'on rank 0: {type(e).__name__}: {e}')
+            failure, verdict[0] = e, (f'the check of the {split} data failed'
+                                      f' on rank 0: {type(e).__name__}: {e}')
         errors = [e for r in reports for e in r.errors]
         if errors or not hand_off:  # no dataset takes the warnings over
             for text in (w for r in reports for w in r.warnings):
                 print_log(text, logger='current', level=logging.WARNING)
         if errors:
-            where = f' ({cfg.filename})' if cfg.filename else ''
-            verdict = (f'the {split} data of the config{where} cannot be '
-                       'used:\n' + '\n'.join(
-                           f'  {i}. {e}' for i, e in enumerate(errors, 1)))
-    if get_world_size() > 1:
-        shared = [verdict]
-        broadcast_object_list(shared)
-        verdict = shared[0]
+            verdict[0] = (f'the {split} data of the config' + (
+                f' ({cfg.filename})' if cfg.filename else '') + ' cannot be '
+                'used:\n' + '\n'.join(f'  {i}. {e}'
+                                      for i, e in enumerate(errors, 1)))
+    broadcast_object_list(verdict)  # mmengine: nothing on one process
     if failure is not None:
         raise failure
-    if verdict:
-        raise DatasetCheckError(verdict)
+    if verdict[0]:
+        raise DatasetCheckError(verdict[0])
     return reports

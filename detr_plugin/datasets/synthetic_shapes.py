@@ -1,19 +1,11 @@
 """A deterministic synthetic detection set in COCO format: filled shapes.
 
 Every image is a noisy background with 0..``max_objects`` non-overlapping
-filled shapes (circle, square, triangle) of random colour, size and position.
-The class of an object is its *shape*; colour is independent of class. Each
-box is the tight box of the pixels actually drawn, so boxes are exact.
-
-Layout written under ``root``::
-
-    root/train/000001.jpg ...          images, (h, w, 3) uint8 BGR on disk
-    root/val/000001.jpg ...
-    root/annotations/instances_train.json
-    root/annotations/instances_val.json
-
-The same arguments give the same bytes (images and JSON): the random stream of
-each split is seeded by ``(seed, split index)`` only.
+filled shapes of random colour, size and position; the class of an object is
+its *shape* (not its colour), its box the tight box of the drawn pixels.
+Written under ``root``: ``{train,val}/000001.jpg ...`` (BGR) and
+``annotations/instances_{train,val}.json``. The same arguments give the same
+bytes: each split's random stream is seeded by ``(seed, split index)`` only.
 """
 import json
 import os
@@ -54,10 +46,8 @@ def _shape_mask(shape: str, size: int, height: int, width: int,
 
 def _mask_bbox(mask: np.ndarray) -> List[float]:
     """COCO ``[x, y, w, h]`` (pixels) of the drawn pixels: pixel ``i`` covers
-    ``[i, i + 1)``."""
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()),
-            float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    ``[i, i + 1)``, as OpenCV's bounding rectangle of non-zero pixels."""
+    return [float(v) for v in cv2.boundingRect(mask.astype(np.uint8))]
 
 
 def _draw_image(num_objects: int, height: int, width: int,
@@ -131,25 +121,19 @@ def generate_shapes_dataset(root: str,
     """Write the shapes set (see the module docstring) under ``root``.
 
     Args:
-        root: output folder (created).
-        num_train, num_val: images per split.
         image_size: ``(h, w)`` of every image in pixels.
-        seed: the only source of randomness.
         category_ids: COCO category id of each class, in class order; any
-            distinct positive ints, e.g. ``(3, 17, 90)``. Default ``1..K``.
+            distinct positive ints, e.g. ``(3, 17, 90)``. Default ``1..K``
+            for the first ``num_classes`` of :data:`SHAPES`.
         empty_fraction: share of images (per split, rounded) without objects.
         max_objects: objects per non-empty image are uniform in
             ``1..max_objects`` (fewer when the image gets too crowded).
         size_range: object width as fractions of ``min(h, w)``.
-        num_classes: how many of :data:`SHAPES` to use (1..3); ignored when
-            ``category_ids`` is given.
-        ext: image format, ``'jpg'`` or ``'png'``.
 
     Returns:
-        ``dict(classes=tuple of class names, category_ids=tuple of ints,
-        ann_files=dict(train=path, val=path))``. ``classes`` is in the order
-        of the JSON's categories, which is the order mmdet's ``CocoDataset``
-        maps to labels ``0..K-1``: pass it as ``metainfo=dict(classes=...)``.
+        ``dict(classes, category_ids, ann_files=dict(train=path, val=path))``;
+        ``classes`` in the order of the JSON's categories, i.e. mmdet's
+        labels ``0..K-1``: pass it as ``metainfo=dict(classes=...)``.
     """
     if category_ids is None:
         category_ids = tuple(range(1, num_classes + 1))

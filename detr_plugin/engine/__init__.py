@@ -1,13 +1,10 @@
 """Training-runtime pieces: hooks, safe checkpoint loading, CPU autocast.
 
-Importing this package (``detr_plugin`` does) allow-lists the types that
-mmengine writes into checkpoints for ``torch.load(weights_only=True)`` and
-registers :class:`CPUAutocastOptimWrapper` and the hooks of :mod:`.hooks` in
-the ``detr_plugin`` scope. It also registers all of mmdet's modules: a child
-registry finds its parents' modules only once they are registered, and mmdet
-registers them lazily only for its own scope, so without this
-``DetLocalVisualizer``, ``DetVisualizationHook``, ``CocoMetric`` or mmdet's
-transforms are not found from the ``detr_plugin`` scope.
+Importing it allow-lists mmengine's checkpoint types for ``torch.load`` and
+registers all of mmdet's modules: a child registry finds its parents' modules
+only once registered, and mmdet registers them lazily for its own scope only
+(else ``DetLocalVisualizer``, ``CocoMetric``, mmdet's transforms are not
+found from the ``detr_plugin`` scope).
 """
 from mmdet.utils import register_all_modules
 

@@ -33,10 +33,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config with ``--cfg-options``, launcher and work dir applied.
-
-    ``work_dir`` priority, as mmdet: ``--work-dir`` > ``work_dir`` in the
-    file > ``./work_dirs/<config file name without .py>``.
+    """The config with ``--cfg-options``, launcher and work dir applied
+    (as mmdet: ``--work-dir``, else the file's, else ``./work_dirs/<name>``).
     """
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -54,13 +52,9 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def adapt_to_device(cfg: Config) -> None:
-    """Without CUDA: a gloo process group and DDP over CPU modules.
-
-    mmdet's configs ask for NCCL, which needs CUDA, and mmengine wraps the
-    model in ``MMDistributedDataParallel`` with ``device_ids=[LOCAL_RANK]``,
-    which DDP rejects for a CPU module; both are replaced only when CUDA is
-    unavailable (an explicit non-NCCL backend or wrapper type is kept).
-    """
+    """Without CUDA, gloo instead of NCCL (which needs CUDA) and no
+    ``device_ids`` for ``MMDistributedDataParallel`` (DDP rejects them for a
+    CPU module); an explicit other backend or wrapper type is kept."""
     if torch.cuda.is_available():
         return
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
@@ -109,16 +103,10 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 
 def init_process_group(cfg: Config) -> None:
-    """mmengine's ``init_dist`` for ``cfg.launcher`` (nothing without a
-    launcher, or when done already), before the runner exists: the data
-    check runs on rank 0 and shares its verdict, and the ``Runner`` uses
-    the group it finds.
-
-    Without CUDA, mmengine's launchers' ``torch.cuda.set_device(local_rank)``
-    (called before ``init_process_group``) raises on a torch built without
-    CUDA; the rest (torchrun / Slurm / MPI environment variables, the
-    timeout) is kept by running it with that one call made a no-op.
-    """
+    """mmengine's ``init_dist`` for ``cfg.launcher``, before the runner
+    (which uses the group it finds): the data check runs on rank 0 and
+    shares its verdict. Without CUDA, its ``torch.cuda.set_device`` raises on
+    a CPU-only torch; it is made a no-op, the rest of ``init_dist`` kept."""
     from unittest import mock
 
     from mmengine.dist import init_dist, is_distributed

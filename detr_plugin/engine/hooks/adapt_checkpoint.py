@@ -1,17 +1,11 @@
 """Fine-tuning from a checkpoint trained on another dataset (``load_from``).
 
 mmengine loads ``load_from`` with ``strict=False``: a classifier of another
-shape (an 80-class COCO head, 81 rows, into a 1-class head, 2 rows) is skipped
-with a long "size mismatch" warning. :class:`AdaptCheckpointHook` replaces
-the classifier's weights in the checkpoint by the model's own freshly
-initialised ones (nothing is missing or mismatched) with one log line, and
-renames a checkpoint of mmdet's own DETR (``neck.convs.0.conv.*``,
-``*.attn.*``, ``bbox_head.fc_reg.*``) to this package's layout.
-
-It acts in ``after_load_checkpoint``, which ``Runner.load_checkpoint`` and
-``Runner.resume`` call after reading the file and *before* copying it into
-the model (at ``before_run`` nothing is read yet; at ``before_train`` the
-weights are already copied).
+shape (COCO's 81 rows into a 1-class head's 2) is skipped with a long "size
+mismatch" warning. :class:`AdaptCheckpointHook` gives the checkpoint the
+model's own initial classifier instead, with one log line, and renames a
+checkpoint of mmdet's DETR to this package's layout, in
+``after_load_checkpoint``: after the file is read, before it is copied in.
 """
 from typing import Dict, List
 
@@ -30,18 +24,9 @@ def reset_mismatched_classifier(state_dict: Dict[str, Tensor],
                                 model: nn.Module,
                                 classifier: str = 'bbox_head.fc_cls'
                                 ) -> List[str]:
-    """Where ``classifier``'s weights in ``state_dict`` differ in shape from
-    the model's, replace them (in place) by the model's current values.
-
-    Args:
-        state_dict: checkpoint weights, keys optionally prefixed ``module.``.
-        model: the model about to receive them, already initialised.
-        classifier: module path of the classifier, e.g. ``bbox_head.fc_cls``
-            (an ``nn.Linear`` with ``num_classes + 1`` output rows).
-
-    Returns:
-        One ``'key: checkpoint shape -> model shape'`` line per replaced key.
-    """
+    """Replace (in place) ``classifier``'s weights in ``state_dict`` (keys
+    optionally prefixed ``module.``) whose shape differs from the model's by
+    the model's; one ``'key: checkpoint shape -> model shape'`` per key."""
     ours = model.state_dict()
     replaced = []
     for key in list(state_dict):
@@ -57,13 +42,9 @@ def reset_mismatched_classifier(state_dict: Dict[str, Tensor],
 
 @HOOKS.register_module()
 class AdaptCheckpointHook(Hook):
-    """Adapt a loaded checkpoint to the model before it is copied in.
-
-    Args:
-        classifier: module path of the classifier that keeps the model's own
-            initial weights when the checkpoint's shape (its class count)
-            differs.
-    """
+    """Adapt a loaded checkpoint to the model before it is copied in;
+    ``classifier`` (module path) keeps the model's own initial weights when
+    the checkpoint's class count differs."""
 
     priority = 'VERY_HIGH'
 

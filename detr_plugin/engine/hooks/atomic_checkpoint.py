@@ -1,20 +1,16 @@
 """Checkpoints that survive a kill at any moment, and a resume that finds them.
 
-mmengine 0.10.7's ``CheckpointHook`` writes into the final path (a kill
-leaves it truncated), deletes the oldest kept checkpoint *before* saving (a
-kill can leave none) and rewrites ``last_checkpoint``, which ``--resume``
-reads unchecked, in place. :class:`AtomicCheckpointHook` saves through that
-hook with three changes: the ``'atomic_local'`` backend (write a temporary
-file, fsync, rename); its own pruning after the save, of what is on disk (a
-kill before the pruning is made up at the next save); and, before a
-``--resume`` run reads ``last_checkpoint``, removing the temporary files of
-killed saves and pointing it at the newest complete checkpoint.
+mmengine 0.10.7's ``CheckpointHook`` writes into the final path, deletes the
+oldest kept checkpoint *before* saving and rewrites ``last_checkpoint`` (read
+unchecked by ``--resume``) in place: a kill can leave a truncated file, no
+checkpoint at all, a wrong ``last_checkpoint``. :class:`AtomicCheckpointHook`
+saves through the ``'atomic_local'`` backend (temporary file, fsync, rename),
+prunes what is on disk after the save, and repairs the work dir on resume.
 """
-import glob
 import os
 import os.path as osp
 import re
-import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Union
@@ -26,34 +22,28 @@ from mmengine.logging import print_log
 
 from ...registry import HOOKS
 
-ATOMIC_BACKEND = 'atomic_local'
 # the temporary files of atomic_write for checkpoints and last_checkpoint
 _STALE_TMP = re.compile(r'\.(.+\.pth|last_checkpoint)\.[^.]+\.tmp$')
 
 
-def atomic_write(data: Union[bytes, str], path: str,
-                 fsync: bool = True) -> None:
+def atomic_write(data: Union[bytes, str], path: str) -> None:
     """Write ``data`` so that ``path`` never holds a part of it: into a
-    hidden ``.<name>.*.tmp`` beside it, fsync-ed, then ``os.replace``-d."""
+    hidden ``.<name>.<random>.tmp`` beside it, fsync-ed, then
+    ``os.replace``-d (neither the standard library nor mmengine has it)."""
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.',
-                               suffix='.tmp', dir=folder)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex}.tmp')
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as open(path, 'w'); mkstemp: 0o600
-        with os.fdopen(fd, 'wb') as f:
+        with open(tmp, 'xb') as f:  # mode 0o666 & ~umask, as open(path)
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
-            if fsync:
-                os.fsync(f.fileno())
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
-    if fsync and hasattr(os, 'O_DIRECTORY'):  # make the rename durable
+    if hasattr(os, 'O_DIRECTORY'):  # make the rename durable
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
@@ -61,7 +51,7 @@ def atomic_write(data: Union[bytes, str], path: str,
             os.close(dir_fd)
 
 
-@register_backend(ATOMIC_BACKEND)
+@register_backend('atomic_local')
 class AtomicLocalBackend(LocalBackend):
     """mmengine's ``LocalBackend`` writing with :func:`atomic_write`."""
 
@@ -86,24 +76,23 @@ def checkpoint_steps(names: Iterable[str], filename_tmpl: Optional[str] = None
                      ) -> Dict[int, str]:
     """``{step: name}`` of the ``names`` that ``filename_tmpl`` makes
     (default ``epoch_{}.pth`` and ``iter_{}.pth``)."""
-    head, _, tail = (filename_tmpl or '').partition('{}')
-    pattern = re.compile(re.escape(head) + r'(\d+)' + re.escape(tail) + '$'
-                         if filename_tmpl else r'(?:epoch|iter)_(\d+)\.pth$')
-    matches = ((pattern.match(name), name) for name in names)
-    return {int(m.group(1)): name for m, name in matches if m}
+    pattern = re.compile(re.escape(filename_tmpl).replace(r'\{\}', r'(\d+)')
+                         if filename_tmpl else r'(?:epoch|iter)_(\d+)\.pth')
+    return {int(m.group(1)): name for name in names
+            for m in [pattern.fullmatch(name)] if m}
 
 
-def find_resumable_checkpoint(work_dir: str, ckpt_dir: Optional[str] = None,
+def find_resumable_checkpoint(ckpt_dir: str,
                               filename_tmpl: Optional[str] = None
                               ) -> Optional[str]:
-    """The newest (by modification time, then step) complete checkpoint of
-    ``ckpt_dir`` (default ``work_dir``), or ``None``."""
-    ckpt_dir = ckpt_dir or work_dir
-    paths = [(os.stat(path).st_mtime, step, path) for step, path in (
-        (step, osp.join(ckpt_dir, name)) for step, name in checkpoint_steps(
-            os.listdir(ckpt_dir), filename_tmpl).items())
-        if is_complete_checkpoint(path)]
-    return max(paths)[2] if paths else None
+    """The newest (by modification time, then step) complete checkpoint in
+    ``ckpt_dir``, or ``None``."""
+    found = [(os.stat(path).st_mtime, step, path)
+             for step, name in checkpoint_steps(os.listdir(ckpt_dir),
+                                                filename_tmpl).items()
+             for path in [osp.join(ckpt_dir, name)]
+             if is_complete_checkpoint(path)]
+    return max(found)[2] if found else None
 
 
 @HOOKS.register_module()
@@ -115,17 +104,18 @@ class AtomicCheckpointHook(CheckpointHook):
                  backend_args: Optional[dict] = None, **kwargs) -> None:
         if backend_args is None and kwargs.get('file_client_args') is None \
                 and '://' not in str(kwargs.get('out_dir')):
-            backend_args = dict(backend=ATOMIC_BACKEND)
+            backend_args = dict(backend='atomic_local')
         # mmengine's pruning (before the save) is off; ours follows it
         super().__init__(*args, max_keep_ckpts=-1, backend_args=backend_args,
                          **kwargs)
         self.keep_newest = max_keep_ckpts
 
     def before_run(self, runner) -> None:
-        """On a ``--resume`` run without a path, repair the work dir before
-        ``load_or_resume`` reads it: on the main process while the others
-        wait, so that all resume from the same checkpoint. Other runs (e.g.
-        ``tools/test.py`` on a work dir being written) leave it alone."""
+        """On ``--resume`` without a path (the runner's private ``_resume``
+        and ``_load_from``: no public accessor), repair the work dir before
+        ``load_or_resume`` reads it, on the main process while the others
+        wait. Other runs (``tools/test.py`` on a work dir being written, a
+        fresh training) leave it alone."""
         super().before_run(runner)
         if getattr(runner, '_resume', False) and \
                 getattr(runner, '_load_from', None) is None:
@@ -134,31 +124,29 @@ class AtomicCheckpointHook(CheckpointHook):
             barrier()
 
     def _repair(self, work_dir: str) -> None:
+        # self.out_dir is made final in before_train, after the resume
         ckpt_dir = work_dir if self.out_dir in (None, work_dir) else osp.join(
             self.out_dir, osp.basename(work_dir.rstrip(osp.sep)))
         if not osp.isdir(ckpt_dir):  # nothing saved yet, or remote
             return
-        for stale in {*glob.glob(osp.join(glob.escape(ckpt_dir), '.*.tmp')),
-                      *glob.glob(osp.join(glob.escape(work_dir), '.*.tmp'))}:
-            if _STALE_TMP.match(osp.basename(stale)):
-                os.remove(stale)  # a write killed before its rename
-                print_log(f'removed {stale}, left by a killed checkpoint '
-                          'save', logger='current')
+        for folder in {ckpt_dir, work_dir}:
+            for stale in filter(_STALE_TMP.match, os.listdir(folder)):
+                os.remove(osp.join(folder, stale))
+                print_log(f'removed {osp.join(folder, stale)}, left by a '
+                          'killed checkpoint save', logger='current')
         last_file = osp.join(work_dir, 'last_checkpoint')
         recorded = Path(last_file).read_text().strip() \
             if osp.isfile(last_file) else ''
-        best = find_resumable_checkpoint(work_dir, ckpt_dir,
-                                         self.filename_tmpl)
-        if best is None or best == recorded:
-            return
-        what = ('is missing or empty' if not recorded else
-                f'names the older {recorded}' if is_complete_checkpoint(
-                    recorded) else
-                f'names {recorded}, which is missing or incomplete')
-        print_log(f'{last_file} {what}; pointing it at the newest complete '
-                  f'checkpoint {best} (what --resume will load)',
-                  logger='current', level=30)
-        atomic_write(best, last_file)
+        best = find_resumable_checkpoint(ckpt_dir, self.filename_tmpl)
+        if best not in (None, recorded):
+            what = ('is missing or empty' if not recorded else
+                    f'names the older {recorded}' if is_complete_checkpoint(
+                        recorded) else
+                    f'names {recorded}, which is missing or incomplete')
+            print_log(f'{last_file} {what}; pointing it at the newest '
+                      f'complete checkpoint {best} (what --resume will load)',
+                      logger='current', level=30)
+            atomic_write(best, last_file)
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         """mmengine's save (atomic through the backend; it then rewrites
@@ -168,11 +156,10 @@ class AtomicCheckpointHook(CheckpointHook):
         super()._save_checkpoint_with_step(runner, step, meta)
         if self.keep_newest <= 0 or not is_main_process():
             return
-        found = checkpoint_steps(self.file_backend.list_dir_or_file(
-            self.out_dir), self.filename_tmpl)
+        backend = self.file_backend
+        found = checkpoint_steps(backend.list_dir_or_file(self.out_dir),
+                                 self.filename_tmpl)
         for old in sorted(s for s in found if s <= step)[:-self.keep_newest]:
-            path = self.file_backend.join_path(self.out_dir, found[old])
-            if self.file_backend.isdir(path):
-                self.file_backend.rmtree(path)  # DeepSpeed's folders
-            else:
-                self.file_backend.remove(path)
+            path = backend.join_path(self.out_dir, found[old])
+            # DeepSpeed saves folders
+            (backend.rmtree if backend.isdir(path) else backend.remove)(path)

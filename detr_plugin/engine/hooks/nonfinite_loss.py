@@ -1,11 +1,9 @@
 """Stop (or skip) a training step whose loss or gradient is not finite.
 
-mmengine's ``train_step`` steps the optimizer before any hook sees the loss.
-The point every optimizer wrapper (plain, AMP, CPU autocast, accumulation)
-and DDP passes *before* the weights change is ``Optimizer.step``: a step
-pre-hook (PyTorch's ``register_step_pre_hook``) drops every gradient there
-when their total norm is not finite (a NaN loss always makes it so), so the
-optimizer skips the step; ``after_train_iter`` then names iteration and terms.
+mmengine's ``train_step`` steps the optimizer before any hook sees the loss;
+every optimizer wrapper (plain, AMP, CPU autocast, accumulation) and DDP call
+``Optimizer.step``, so a step pre-hook there drops all gradients when their
+norm is not finite (a NaN loss makes it so) and the optimizer skips the step.
 """
 import math
 from typing import Dict, Optional
@@ -16,8 +14,6 @@ from mmengine.logging import print_log
 
 from ...registry import HOOKS
 
-ACTIONS = ('error', 'skip')
-
 
 class NonFiniteLossError(FloatingPointError):
     """A training step produced a NaN or infinite loss or gradient."""
@@ -25,16 +21,10 @@ class NonFiniteLossError(FloatingPointError):
 
 def nonfinite_terms(outputs: Optional[Dict]) -> Dict[str, float]:
     """``{name: value}`` of the non-finite entries of a train step's
-    ``log_vars`` (tensors or numbers)."""
-    bad = {}
-    for name, value in (outputs or {}).items():
-        if isinstance(value, torch.Tensor):
-            value = value[~torch.isfinite(value)].flatten()
-            if value.numel():
-                bad[name] = value[0].item()
-        elif isinstance(value, (int, float)) and not math.isfinite(value):
-            bad[name] = value
-    return bad
+    ``log_vars`` (scalar tensors, as mmengine's ``parse_losses`` makes)."""
+    return {name: float(value) for name, value in (outputs or {}).items()
+            if isinstance(value, (torch.Tensor, int, float))
+            and not math.isfinite(value)}
 
 
 @HOOKS.register_module()
@@ -42,11 +32,10 @@ class NonFiniteLossHook(Hook):
     """Never step on a NaN/inf gradient; stop or skip and say where.
 
     Args:
-        action: ``'error'`` (default): stop at the first non-finite loss or
-            gradient with :class:`NonFiniteLossError` naming the iteration
-            and loss terms; weights, optimizer state and checkpoints stay
-            those of the last finite step. ``'skip'``: skip that step (no
-            update) and log a warning with the number skipped so far.
+        action: ``'error'``: stop with :class:`NonFiniteLossError` naming the
+            iteration and loss terms (weights, optimizer state and
+            checkpoints stay those of the last finite step); ``'skip'``:
+            skip the step and warn with the count so far.
         max_consecutive_skips: with ``'skip'``, stop after this many skipped
             steps in a row (the run has diverged).
     """
@@ -55,8 +44,8 @@ class NonFiniteLossHook(Hook):
 
     def __init__(self, action: str = 'error',
                  max_consecutive_skips: int = 10) -> None:
-        if action not in ACTIONS:
-            raise ValueError(f'action must be one of {ACTIONS}, got '
+        if action not in ('error', 'skip'):
+            raise ValueError(f"action must be 'error' or 'skip', got "
                              f'{action!r}')
         self.action = action
         self.max_consecutive_skips = max_consecutive_skips
@@ -65,16 +54,14 @@ class NonFiniteLossHook(Hook):
         self._handles = []
 
     def _check_gradients(self, optimizer, args, kwargs) -> None:
-        """Step pre-hook: drop every gradient if their norm is not finite."""
-        params = [p for group in optimizer.param_groups
-                  for p in group['params'] if p.grad is not None]
-        if not params:
-            return
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+        grads = [p.grad for group in optimizer.param_groups
+                 for p in group['params'] if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
         if not torch.isfinite(norm):
             self._skipped_norm = norm.item()
-            for p in params:
-                p.grad = None  # torch optimizers skip such parameters
+            for group in optimizer.param_groups:
+                for p in group['params']:
+                    p.grad = None  # torch optimizers skip such parameters
 
     def before_train(self, runner) -> None:
         wrapper = runner.optim_wrapper  # an OptimWrapper or OptimWrapperDict
@@ -100,47 +87,42 @@ class NonFiniteLossHook(Hook):
             return
         where = (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
                  f'batch {batch_idx + 1})')
-        if bad:
-            terms = ', '.join(f'{k}={v}' for k, v in bad.items())
-            first = next((k for k in bad if k != 'loss'), 'loss')
-            what = f'non-finite loss at {where}: {terms} (first term: {first})'
-        else:
-            what = (f'non-finite gradient norm ({skipped_norm}) at {where} '
-                    'with finite loss terms (with several processes, '
-                    "another process's loss may be the cause)")
+        first = next((k for k in bad if k != 'loss'), 'loss')
+        what = (f'non-finite loss at {where}: ' + ', '.join(
+            f'{k}={v}' for k, v in bad.items()) + f' (first term: {first})'
+            if bad else f'non-finite gradient norm ({skipped_norm}) at '
+            f'{where} with finite loss terms (with several processes, '
+            "another process's loss may be the cause)")
         stepped = skipped_norm is None
         if self.action == 'error':
             raise NonFiniteLossError(
-                f'{what}. The run stops; '
-                + ('the gradients were finite, so the weights are still '
-                   'finite' if stepped else
-                   'this step was not applied, so the weights and the '
-                   'checkpoints are those of the last finite step')
-                + '. Causes: a too-high learning rate (lower it, keep '
-                'clip_grad), fp16 overflow (--amp), or bad boxes (python '
-                'tools/check_dataset.py CONFIG). To skip such steps '
-                "instead, set action='skip' on NonFiniteLossHook, e.g. "
+                f'{what}. The run stops; ' + (
+                    'the gradients were finite, so are the weights' if
+                    stepped else 'this step was not applied, so the '
+                    'weights and checkpoints are those of the last finite '
+                    'step') + '. Causes: a too-high learning rate (lower it, '
+                'keep clip_grad), fp16 overflow (--amp), bad boxes (python '
+                'tools/check_dataset.py CONFIG). To skip such steps: '
                 '--cfg-options default_hooks.nonfinite_loss.action=skip')
         self.num_skipped += 1
         self.consecutive += 1
-        print_log(f'{what}; the gradients were finite and the step was '
-                  f'applied ({self.num_skipped} non-finite steps so far)'
-                  if stepped else f'{what}; skipped this step '
-                  f'({self.num_skipped} skipped so far)', logger='current',
-                  level=30)
+        print_log(f'{what}; ' + (
+            'the gradients were finite and the step was applied '
+            f'({self.num_skipped} non-finite steps so far)' if stepped else
+            f'skipped this step ({self.num_skipped} skipped so far)'),
+            logger='current', level=30)
         if self.consecutive >= self.max_consecutive_skips:
             raise NonFiniteLossError(
                 f'{self.consecutive} consecutive training steps had a '
-                f'non-finite loss or gradient (the last at {where}): the '
-                'run has diverged. Lower the learning rate or check the '
-                'data (python tools/check_dataset.py CONFIG).')
+                f'non-finite loss or gradient (the last at {where}): the run '
+                'has diverged. Lower the learning rate or check the data '
+                '(python tools/check_dataset.py CONFIG).')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Refuse to save weights that are not finite."""
         for name, value in checkpoint.get('state_dict', {}).items():
-            if isinstance(value, torch.Tensor) and \
-                    value.is_floating_point() and \
-                    not torch.isfinite(value).all():
+            if torch.is_tensor(value) and value.is_floating_point() \
+                    and not value.isfinite().all():
                 raise NonFiniteLossError(
                     f'refusing to save a checkpoint at iteration '
                     f'{runner.iter}: {name} holds NaN or infinite values; '
