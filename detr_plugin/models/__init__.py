@@ -6,7 +6,9 @@ from .dab_detr import (DABDETR, DabDetrTransformerDecoder,
                        DabDetrTransformerEncoder)
 from .detr import DETR
 from .detr_head import DETRHead
+from .detr_panoptic import DETRPanoptic
 from .hungarian_assigner import HungarianAssigner, QueryMatches
+from .mask_head import MaskHeadSmallConv, MHAttentionMap
 from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
                           FocalLossCost,
                           IoUCost)
@@ -19,7 +21,8 @@ __all__ = [
     'ConditionalAttention', 'ConditionalDETR',
     'ConditionalDetrTransformerDecoder', 'DABDETR',
     'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
-    'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
+    'MultiheadAttention', 'DETR', 'DETRHead', 'DETRPanoptic',
+    'HungarianAssigner', 'MaskHeadSmallConv', 'MHAttentionMap',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
     'FocalLossCost',
     'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
