@@ -135,6 +135,21 @@ def _num_classes_errors(cfg: Config, reports) -> List[str]:
     return errors
 
 
+def _reads_coco_instances(metric_cfg: dict) -> bool:
+    """Whether a metric reads its ``ann_file`` as COCO instances: a
+    ``CocoMetric`` (or a type from an unimported scope); not, e.g.,
+    ``CocoPanopticMetric``, whose file lists ``segments_info``."""
+    from mmdet.evaluation import CocoMetric
+
+    from ..registry import METRICS
+    type_ = metric_cfg.get('type')
+    try:
+        cls = type_ if isinstance(type_, type) else METRICS.get(type_)
+    except Exception:
+        cls = None
+    return cls is None or issubclass(cls, CocoMetric)
+
+
 def _evaluator_errors(cfg: Config, split: str, reports) -> List[str]:
     """The evaluator's own annotation file (``CocoMetric(ann_file=...)``):
     present, COCO-shaped, with the classes."""
@@ -149,7 +164,8 @@ def _evaluator_errors(cfg: Config, split: str, reports) -> List[str]:
         ann_file = metric.get('ann_file') if isinstance(metric, dict) \
             else None
         if not ann_file or '://' in ann_file or \
-                osp.abspath(ann_file) in audited:
+                osp.abspath(ann_file) in audited or \
+                not _reads_coco_instances(metric):
             continue
         key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         try:
