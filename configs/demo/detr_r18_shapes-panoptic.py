@@ -52,7 +52,7 @@ test_evaluator = val_evaluator
 val_cfg = dict(_delete_=True, type='ValLoop')
 test_cfg = dict(_delete_=True, type='TestLoop')
 
-max_iters = 2000
+max_iters = 1000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     _base_.param_scheduler[0],  # warm-up
@@ -60,4 +60,4 @@ param_scheduler = [
          milestones=[int(0.8 * max_iters)])
 ]
 default_hooks = dict(checkpoint=dict(interval=max_iters))
-load_from = 'work_dirs/detr_r18_shapes-panoptic-boxes/iter_4000.pth'
+load_from = 'work_dirs/detr_r18_shapes-panoptic-boxes/iter_8000.pth'
