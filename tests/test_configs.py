@@ -10,9 +10,10 @@ import os.path as osp
 import pytest
 import torch
 from detr_test_utils import (CONFIG_DIR, build_plugin_model, load_config,
-                             make_batch, mmdet_config_path)
+                             mmdet_config_path)
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from panoptic_test_utils import make_panoptic_batch
 
 CONFIGS = sorted(
     osp.relpath(path, CONFIG_DIR)
@@ -31,9 +32,10 @@ def test_config_builds_and_runs(name):
     cfg.load_from = None
     model = build_plugin_model(cfg)
     num_classes = cfg.model.bbox_head.num_classes
-    # two images padded to one 64x64 batch, one of them without boxes
-    inputs, samples = make_batch([(64, 64), (48, 56)], [3, 0],
-                                 num_classes=num_classes)
+    # two images padded to one 64x64 batch, one of them without boxes; with
+    # masks, which the panoptic models' loss reads
+    inputs, samples = make_panoptic_batch([(64, 64), (48, 56)], [3, 0],
+                                          num_classes=num_classes)
 
     model.train()
     losses = model.loss(inputs, samples)
@@ -55,10 +57,16 @@ def test_config_builds_and_runs(name):
                 (num_classes if sigmoid else 1))
     for result in results:
         pred = result.pred_instances
-        assert pred.bboxes.shape == (top_k, 4)
-        assert pred.scores.shape == pred.labels.shape == (top_k, )
+        num = top_k
+        if 'pred_panoptic_seg' in result:  # the thing detections of the top-k
+            num = len(pred)
+            assert num <= top_k
+            assert pred.masks.shape[1:] == result.ori_shape == \
+                result.pred_panoptic_seg.sem_seg.shape[1:]
+        assert pred.bboxes.shape == (num, 4)
+        assert pred.scores.shape == pred.labels.shape == (num, )
         assert torch.isfinite(pred.bboxes).all()
-        assert int(pred.labels.max()) < num_classes
+        assert (pred.labels < num_classes).all()
 
 
 # our variant -> mmdet's config of the same recipe

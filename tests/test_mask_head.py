@@ -41,6 +41,13 @@ def test_mask_logits_of_a_padded_batch_at_stride_4(model, padded_batch):
                                  torch.tensor([4, 2, 0]))
     assert logits.shape == (2, 6, 64 // 4, 96 // 4)
     assert torch.allclose(some, logits[[1, 0, 1], [4, 2, 0]], atol=1e-5)
+    # tensor mode (mmdet's forward(mode='tensor')): every layer's classes
+    # and boxes, the last layer's masks
+    inputs, samples = padded_batch[:2]
+    with torch.no_grad():
+        cls, boxes, masks = model(inputs, samples, mode='tensor')
+    assert cls.shape == (1, 2, 6, 6) and boxes.shape == (1, 2, 6, 4)
+    assert torch.allclose(masks, logits, atol=1e-5)
 
 
 def test_attention_maps_ignore_padding_and_sum_to_one(model, padded_batch):
