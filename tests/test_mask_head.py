@@ -116,7 +116,8 @@ def mask_losses(model, monkeypatch, logits, gt_masks):
     pairs = torch.arange(num)
     matches = QueryMatches(torch.zeros_like(pairs), torch.zeros_like(pairs),
                            pairs, pairs, num)
-    return model.mask_loss((torch.zeros(1), ), {}, matches, gts)
+    return model.mask_loss((torch.zeros(1), ), {}, matches, gts,
+                           (height, width))
 
 
 def test_focal_and_dice_losses_hand_computed(model, monkeypatch):
@@ -161,7 +162,17 @@ def test_mask_losses_equal_the_official_formulas(model, monkeypatch):
 
 def test_no_ground_truth_gives_zero_mask_losses_with_gradient(model):
     empty = QueryMatches(*[torch.zeros(0, dtype=torch.long)] * 4, 0)
-    losses = model.mask_loss((torch.zeros(1), ), {}, empty, [])
+    losses = model.mask_loss((torch.zeros(1), ), {}, empty, [], (4, 4))
     assert losses['loss_mask'].item() == 0 == losses['loss_dice'].item()
     losses['loss_dice'].backward()
     assert model.mask_head.out_lay.weight.grad is not None
+
+
+def test_unpadded_masks_are_refused(model):
+    with pytest.raises(ValueError, match=r'\[\(1, 4\)\] pixels for a '
+                       r'padded input of \(2, 4\): set data_preprocessor'):
+        model.mask_loss((torch.zeros(1), ), {},
+                        QueryMatches(*[torch.zeros(1, dtype=torch.long)] * 4,
+                                     1),
+                        [InstanceData(masks=BitmapMasks(
+                            np.zeros((1, 1, 4), np.uint8), 1, 4))], (2, 4))

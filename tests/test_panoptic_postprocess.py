@@ -97,9 +97,9 @@ def ground_truth(tmp_path):
     seg_dir = tmp_path / 'panoptic_val'
     seg_dir.mkdir()
     cv2.imwrite(str(seg_dir / '000001.png'), id2rgb(ids)[..., ::-1])
-    segments = [dict(id=i, category_id=c, iscrowd=0, area=int((ids == i).sum()),
-                     bbox=[0, 0, 10, 10]) for i, c in ((1, 2), (2, 3),
-                                                       (3, 1), (4, 1))]
+    segments = [dict(id=i, category_id=c, iscrowd=0, bbox=[0, 0, 10, 10],
+                     area=int((ids == i).sum()))
+                for i, c in ((1, 2), (2, 3), (3, 1), (4, 1))]
     ann_file = tmp_path / 'panoptic_val.json'
     ann_file.write_text(json.dumps(dict(
         images=[dict(id=1, file_name='000001.jpg', height=10, width=10)],

@@ -177,13 +177,16 @@ class DETRPanoptic(DETR):
                                                 cls_logits.device)
         matches = self.bbox_head.assigner.assign(cls_logits[-1:],
                                                  box_preds[-1:], targets)
-        losses.update(self.mask_loss(img_feats, head_inputs, matches, gts))
+        losses.update(self.mask_loss(img_feats, head_inputs, matches, gts,
+                                     metas[0]['batch_input_shape']))
         return losses
 
     def mask_loss(self, img_feats: Tuple[Tensor, ...], head_inputs: Dict,
-                  matches: QueryMatches, batch_gt_instances) -> Dict:
+                  matches: QueryMatches, batch_gt_instances,
+                  input_shape: Tuple[int, int]) -> Dict:
         """Focal and dice losses of the matched queries' masks, each divided
-        by the number of boxes (averaged over processes, at least 1)."""
+        by the number of boxes (averaged over processes, at least 1); the
+        ground-truth masks cover the padded input ``input_shape``."""
         num_boxes = torch.clamp(reduce_mean(img_feats[-1].new_tensor(
             float(matches.num_per_layer))), min=1)
         if matches.num_per_layer == 0:  # keep the mask head in the graph
@@ -194,19 +197,22 @@ class DETRPanoptic(DETR):
             raise KeyError('gt_instances have no masks: load them '
                            '(LoadPanopticAnnotations, or LoadAnnotations '
                            'with with_mask=True)')
-        if len({(gt.masks.height, gt.masks.width)
-                for gt in batch_gt_instances}) > 1:
-            raise ValueError('ground-truth masks of one batch differ in size: '
-                             'set data_preprocessor.pad_mask=True')
+        sizes = {(gt.masks.height, gt.masks.width)
+                 for gt in batch_gt_instances}
+        if sizes != {tuple(input_shape)}:
+            raise ValueError(f'ground-truth masks of {sorted(sizes)} pixels '
+                             f'for a padded input of {tuple(input_shape)}: '
+                             f'set data_preprocessor.pad_mask=True')
         logits = self.mask_logits(img_feats, head_inputs, matches.batch_idx,
                                   matches.query_idx)
         gt_masks = pad_sequence(
             [gt.masks.to_tensor(torch.bool, logits.device)
              for gt in batch_gt_instances], batch_first=True)  # (B,G,H,W)
         target = gt_masks[matches.batch_idx, matches.gt_idx].flatten(1)
-        pred = F.interpolate(logits[:, None], size=gt_masks.shape[-2:],
-                             mode='bilinear', align_corners=False).flatten(1)
-        target = target.to(pred.dtype)
+        pred = F.interpolate(logits[:, None].float(),  # float32 under AMP
+                             size=gt_masks.shape[-2:], mode='bilinear',
+                             align_corners=False).flatten(1)
+        target = target.float()
         return dict(
             loss_mask=self.loss_mask(pred, target,
                                      avg_factor=num_boxes * pred.size(1)),
