@@ -19,6 +19,14 @@ Beyond renaming, the official layout differs in two things that
   rows of the 80 used ids, in the order of mmdet's ``CocoDataset`` classes
   (sorted ids), then the no-object row.
 
+The panoptic release (``detr-r50-panoptic-00ce5173.pth``) holds that model
+under ``detr.`` and the mask head beside it (``bbox_attention.``,
+``mask_head.``: :class:`~detr_plugin.models.DETRPanoptic` uses the same
+names), with 251 classifier rows (category ids 0..249, no-object at 250). A
+133-class head keeps the rows of COCO panoptic's 80 thing and 53 stuff ids in
+mmdet's ``CocoPanopticDataset`` order (sorted ids), then no-object. The
+layout is told by the ``detr.`` prefix.
+
 :func:`convert_checkpoint` converts files (``tools/convert_checkpoint.py``).
 It reads them with ``torch.load(weights_only=True)`` and an allow-list of
 exactly the globals each layout pickles; anything else is refused.
@@ -151,8 +159,23 @@ COCO_CATEGORY_IDS: Tuple[int, ...] = (
     43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
     62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
     85, 86, 87, 88, 89, 90)
+# COCO panoptic's 53 stuff category ids, sorted: after the 80 thing ids, the
+# order of mmdet's CocoPanopticDataset classes ('banner' = 92 ... 'rug-merged'
+# = 200).
+COCO_PANOPTIC_STUFF_IDS: Tuple[int, ...] = (
+    92, 93, 95, 100, 107, 109, 112, 118, 119, 122, 125, 128, 130, 133, 138,
+    141, 144, 145, 147, 148, 149, 151, 154, 155, 156, 159, 161, 166, 168, 171,
+    175, 176, 177, 178, 180, 181, 184, 185, 186, 187, 188, 189, 190, 191, 192,
+    193, 194, 195, 196, 197, 198, 199, 200)
 # Rows of the official classifier: category ids 0..90, then no-object.
 OFFICIAL_NUM_ROWS = 92
+# The panoptic release: the detector under `detr.`, the mask head as ours;
+# 251 rows (its num_classes = 250, "any value above the largest id").
+OFFICIAL_PANOPTIC_RULES: PrefixRules = tuple(
+    ('detr.' + theirs, ours) for theirs, ours in OFFICIAL_RULES) + (
+        ('bbox_attention.', 'bbox_attention.'),
+        ('mask_head.', 'mask_head.'))
+OFFICIAL_PANOPTIC_NUM_ROWS = 251
 OFFICIAL_CLASSIFIER = 'bbox_head.fc_cls.'  # its name after renaming
 BACKBONE_PREFIX = 'backbone.'
 
@@ -220,43 +243,65 @@ def plugin_to_mmdet(state_dict: Dict[str, Tensor],
                        to_ours=False)
 
 
-def official_class_rows(num_classes: int) -> List[int]:
-    """Rows of the official 92-row classifier that make a ``num_classes``
-    head, in the head's class order, the no-object row last.
+def official_class_rows(num_classes: int,
+                        num_rows: int = OFFICIAL_NUM_ROWS) -> List[int]:
+    """Rows of the official ``num_rows``-row classifier (92, or 251 for
+    the panoptic release) that make a ``num_classes`` head, in the head's
+    class order, the no-object row last.
 
     Args:
-        num_classes: 80 (mmdet's COCO classes: the used category ids, sorted)
-            or 91 (every row: class index = COCO category id, with the "N/A"
-            ids kept as classes that are never predicted).
+        num_classes: 80 (mmdet's COCO classes: the used category ids,
+            sorted), 133 with the panoptic release (mmdet's COCO panoptic
+            classes: 80 thing and 53 stuff ids, sorted) or ``num_rows - 1``
+            (every row: class index = COCO category id, the unused ids kept
+            as classes that are never predicted).
     """
-    if num_classes == len(COCO_CATEGORY_IDS):
-        return list(COCO_CATEGORY_IDS) + [OFFICIAL_NUM_ROWS - 1]
-    if num_classes == OFFICIAL_NUM_ROWS - 1:
-        return list(range(OFFICIAL_NUM_ROWS))
+    rows = dict([(len(COCO_CATEGORY_IDS), COCO_CATEGORY_IDS),
+                 (num_rows - 1, tuple(range(num_rows - 1)))])
+    if num_rows == OFFICIAL_PANOPTIC_NUM_ROWS:
+        rows[len(COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS)] = \
+            COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS
+    if num_classes in rows:
+        return list(rows[num_classes]) + [num_rows - 1]
     raise ValueError(
-        f'the official classifier maps to 80 classes (mmdet\'s COCO order) '
-        f'or 91 (COCO category ids), not {num_classes}; to fine-tune on '
-        f'another class count convert with 80 and load it with load_from: '
+        f'the official {num_rows}-row classifier maps to '
+        f'{" or ".join(map(str, sorted(rows)))} classes, not {num_classes}; '
+        f'to fine-tune on another class count convert with '
+        f'{len(COCO_CATEGORY_IDS)} and load it with load_from: '
         f'AdaptCheckpointHook drops the classifier of the wrong shape')
 
 
-def official_to_plugin(state_dict: Dict[str, Tensor],
-                       num_classes: int = 80) -> Dict[str, Tensor]:
-    """Official facebookresearch/detr ``model`` state dict -> this package's.
+def _official_layout(panoptic: bool) -> Tuple[PrefixRules, int, int]:
+    """Rules, classifier rows and default class count of the detection or
+    the panoptic release."""
+    if panoptic:
+        return OFFICIAL_PANOPTIC_RULES, OFFICIAL_PANOPTIC_NUM_ROWS, len(
+            COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS)
+    return OFFICIAL_RULES, OFFICIAL_NUM_ROWS, len(COCO_CATEGORY_IDS)
 
-    Renames by :data:`OFFICIAL_RULES` (every key must match one), adds a zero
-    ``num_batches_tracked`` to every backbone BatchNorm and keeps the
-    classifier rows of :func:`official_class_rows`.
+
+def official_to_plugin(state_dict: Dict[str, Tensor],
+                       num_classes: Optional[int] = None
+                       ) -> Dict[str, Tensor]:
+    """Official facebookresearch/detr ``model`` state dict (detection or,
+    with keys under ``detr.``, panoptic) -> this package's.
+
+    Renames by :data:`OFFICIAL_RULES` / :data:`OFFICIAL_PANOPTIC_RULES`
+    (every key must match one), adds a zero ``num_batches_tracked`` to every
+    backbone BatchNorm and keeps the classifier rows of
+    :func:`official_class_rows` (default: 80 classes, 133 when panoptic).
     """
-    ours = rename_keys(state_dict, OFFICIAL_RULES, to_ours=True,
-                       require_match=True)
-    rows = torch.tensor(official_class_rows(num_classes))
+    panoptic = any(key.startswith('detr.') for key in state_dict)
+    rules, num_rows, default_classes = _official_layout(panoptic)
+    ours = rename_keys(state_dict, rules, to_ours=True, require_match=True)
+    rows = torch.tensor(official_class_rows(num_classes or default_classes,
+                                            num_rows))
     for name in ('weight', 'bias'):
         key = OFFICIAL_CLASSIFIER + name
-        if ours[key].shape[0] != OFFICIAL_NUM_ROWS:
+        if ours[key].shape[0] != num_rows:
             raise ValueError(f'{key} has {ours[key].shape[0]} rows; the '
-                             f'official COCO classifier has '
-                             f'{OFFICIAL_NUM_ROWS}')
+                             f'official COCO{" panoptic" * panoptic} '
+                             f'classifier has {num_rows}')
         ours[key] = ours[key][rows].clone()
     converted = {}
     for key, value in ours.items():
@@ -268,37 +313,39 @@ def official_to_plugin(state_dict: Dict[str, Tensor],
 
 
 def plugin_to_official(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """This package's state dict -> the official layout.
+    """This package's state dict -> the official layout (panoptic when it
+    has a mask head).
 
     The inverse of :func:`official_to_plugin`: drops ``num_batches_tracked``
-    and spreads an 80- or 91-class classifier over the 92 official rows; the
-    rows of unused COCO ids get zero weights and a bias of -1e4 (an 80-class
-    model never predicts them).
+    and spreads the classifier over the official rows; the rows of unused
+    category ids get zero weights and a bias of -1e4 (never predicted).
     """
+    rules, num_rows, _ = _official_layout(
+        any(key.startswith('mask_head.') for key in state_dict))
     state_dict = {k: v for k, v in state_dict.items()
                   if not k.endswith('num_batches_tracked')}
     num_classes = state_dict[OFFICIAL_CLASSIFIER + 'bias'].shape[0] - 1
-    rows = torch.tensor(official_class_rows(num_classes))
+    rows = torch.tensor(official_class_rows(num_classes, num_rows))
     for name, fill in (('weight', 0.), ('bias', -1e4)):
         key = OFFICIAL_CLASSIFIER + name
         value = state_dict[key]
-        full = value.new_full((OFFICIAL_NUM_ROWS, ) + value.shape[1:], fill)
+        full = value.new_full((num_rows, ) + value.shape[1:], fill)
         full[rows] = value
         state_dict[key] = full
-    return rename_keys(state_dict, OFFICIAL_RULES, to_ours=False,
-                       require_match=True)
+    return rename_keys(state_dict, rules, to_ours=False, require_match=True)
 
 
 def coco_class_names(num_classes: int) -> List[str]:
     """Class names of a head converted from the official classifier: mmdet's
-    80 COCO classes, or for 91 the name of every category id ('N/A' for the
-    unused ones)."""
-    from mmdet.datasets import CocoDataset
-    names = list(CocoDataset.METAINFO['classes'])
-    if num_classes == len(COCO_CATEGORY_IDS):
-        return names
-    by_id = dict(zip(COCO_CATEGORY_IDS, names))
-    return [by_id.get(i, 'N/A') for i in range(OFFICIAL_NUM_ROWS - 1)]
+    80 COCO classes or 133 COCO panoptic classes, or for 91 (250) the name
+    of every category id ('N/A' for the unused ones)."""
+    from mmdet.datasets import CocoPanopticDataset
+    names = list(CocoPanopticDataset.METAINFO['classes'])
+    ids = COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS
+    if num_classes in (len(COCO_CATEGORY_IDS), len(ids)):
+        return names[:num_classes]
+    by_id = dict(zip(ids, names))
+    return [by_id.get(i, 'N/A') for i in range(num_classes)]
 
 
 # What the official release pickles besides tensors and builtin containers:
@@ -383,9 +430,9 @@ def convert_checkpoint(src: str, dst: str, source: str,
         dst: where to write ``{'state_dict': ..., 'meta': ...}``, a file
             mmengine's ``load_from`` / ``load_checkpoint`` loads (with
             ``weights_only=True``) and whose keys equal the model's.
-        num_classes: the head's classes: 80 (default) or 91 for the
-            official layout; for mmdet, checked against the classifier when
-            given.
+        num_classes: the head's classes: for the official layout 80
+            (default) or 91, for its panoptic release 133 (default), 80 or
+            250; for mmdet, checked against the classifier when given.
         variant: mmdet's layout of this DETR variant (a key of
             :data:`MMDET_LAYOUTS`); told from the keys when None.
 
@@ -395,8 +442,8 @@ def convert_checkpoint(src: str, dst: str, source: str,
     meta = dict(converted_from=source, source_file=osp.basename(src))
     if source == 'official':
         checkpoint = load_official_checkpoint(src)
-        num_classes = num_classes or len(COCO_CATEGORY_IDS)
         state_dict = official_to_plugin(checkpoint['model'], num_classes)
+        num_classes = num_classes_of(state_dict, 'detr')
         meta['dataset_meta'] = dict(classes=coco_class_names(num_classes))
         if isinstance(checkpoint.get('epoch'), int):
             meta['epoch'] = checkpoint['epoch']

@@ -6,8 +6,10 @@ the unit tests and ``tools/benchmark.py`` feed both implementations from it.
 """
 from typing import Sequence, Tuple
 
+import numpy as np
 import torch
 from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 
 
@@ -24,12 +26,16 @@ def random_boxes(num: int, height: int, width: int,
 def make_batch(img_shapes: Sequence[Tuple[int, int]],
                num_gts: Sequence[int],
                num_classes: int = 80,
-               seed: int = 0):
+               seed: int = 0,
+               with_masks: bool = False):
     """Normalised inputs padded to one shape, and their data samples.
 
     Args:
         img_shapes: ``(h, w)`` of each image before padding.
         num_gts: boxes per image.
+        with_masks: also ``gt_instances.masks`` (each box filled), padded to
+            the batch input shape as ``pad_mask=True`` pads them (panoptic
+            models read them).
 
     Returns:
         ``inputs`` ``(B, 3, H, W)`` and a list of ``DetDataSample`` with
@@ -50,5 +56,12 @@ def make_batch(img_shapes: Sequence[Tuple[int, int]],
         sample.gt_instances = InstanceData(
             bboxes=random_boxes(n, h, w, generator),
             labels=torch.randint(0, num_classes, (n, ), generator=generator))
+        if with_masks:
+            masks = np.zeros((n, pad_h, pad_w), np.uint8)
+            for mask, (x1, y1, x2, y2) in zip(
+                    masks,
+                    sample.gt_instances.bboxes.round().int().tolist()):
+                mask[y1:y2, x1:x2] = 1
+            sample.gt_instances.masks = BitmapMasks(masks, pad_h, pad_w)
         samples.append(sample)
     return inputs, samples

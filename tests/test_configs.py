@@ -44,13 +44,14 @@ def test_config_builds_and_runs(name):
     cfg.load_from = None
     model = build_plugin_model(cfg)
     num_classes = cfg.model.bbox_head.num_classes
-    # two images padded to one batch, one of them without boxes; 4x the
-    # size for two-stage models, whose feature positions are the proposals
+    # two images padded to one batch, one of them without boxes, with masks
+    # (which the panoptic models' loss reads); 4x the size for two-stage
+    # models, whose feature positions are the proposals
     scale = 4 if cfg.model.get('as_two_stage') or \
         cfg.model.type == 'DINO' else 1
     inputs, samples = make_batch([(64 * scale, 64 * scale),
                                   (48 * scale, 56 * scale)], [3, 0],
-                                 num_classes=num_classes)
+                                 num_classes=num_classes, with_masks=True)
 
     model.train()
     losses = model.loss(inputs, samples)
@@ -75,10 +76,16 @@ def test_config_builds_and_runs(name):
                 (num_classes if sigmoid else 1))
     for result in results:
         pred = result.pred_instances
-        assert pred.bboxes.shape == (top_k, 4)
-        assert pred.scores.shape == pred.labels.shape == (top_k, )
+        num = top_k
+        if 'pred_panoptic_seg' in result:  # the thing detections of the top-k
+            num = len(pred)
+            assert num <= top_k
+            assert pred.masks.shape[1:] == result.ori_shape == \
+                result.pred_panoptic_seg.sem_seg.shape[1:]
+        assert pred.bboxes.shape == (num, 4)
+        assert pred.scores.shape == pred.labels.shape == (num, )
         assert torch.isfinite(pred.bboxes).all()
-        assert int(pred.labels.max()) < num_classes
+        assert (pred.labels < num_classes).all()
 
 
 # our configs with the name of one of mmdet's: the same recipe

@@ -6,12 +6,14 @@ import pickle
 
 import pytest
 import torch
-from helpers.configs import DETR_R50, tiny_config
+from helpers.configs import (CONFIG_DIR, DETR_R50, tiny_config,
+                             tiny_panoptic_config)
 from helpers.tools import load_tool
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
 from detr_plugin.checkpoint_converters import (COCO_CATEGORY_IDS,
+                                               COCO_PANOPTIC_STUFF_IDS,
                                                official_to_plugin,
                                                plugin_to_mmdet,
                                                plugin_to_official)
@@ -101,16 +103,21 @@ def official_file(path, model_state, args=None, zip_format=True):
     return path
 
 
-@pytest.fixture(scope='module')
-def tiny80():
+def randomized(cfg):
+    """A model of ``cfg`` with random values everywhere, norms and BN
+    statistics included."""
     torch.manual_seed(0)
-    model = build_plugin_model(tiny_config(num_classes=80))
-    # random values everywhere, norms and BN statistics included
+    model = build_plugin_model(cfg)
     with torch.no_grad():
         for value in model.state_dict().values():
             if value.is_floating_point():
                 value.copy_(torch.rand_like(value) + 0.5)
     return model
+
+
+@pytest.fixture(scope='module')
+def tiny80():
+    return randomized(tiny_config(num_classes=80))
 
 
 def test_coco_ids_are_the_80_used_ids_in_mmdet_class_order():
@@ -247,3 +254,82 @@ def test_unknown_official_keys_and_class_counts_are_errors(tiny80):
             'bbox_attention.q_linear.weight': torch.zeros(1)}))
     with pytest.raises(ValueError, match='not 3'):
         official_to_plugin(official, num_classes=3)
+
+
+# ------------------------------------------------ the panoptic release
+def official_panoptic_layout():
+    """Key -> shape of the official ``detr-r50-panoptic-00ce5173.pth``
+    ``model``: the R50 DETR under ``detr.`` with 251 classifier rows, and the
+    mask head of ``models/segmentation.py``, ``MHAttentionMap(256, 256, 8)``
+    and ``MaskHeadSmallConv(256 + 8, [1024, 512, 256], 256)`` (inter_dims
+    264, 128, 64, 32, 16), written out."""
+    shapes = {'detr.' + k: v for k, v in official_r50_layout().items()}
+    shapes['detr.class_embed.weight'] = (251, 256)
+    shapes['detr.class_embed.bias'] = (251, )
+    for name in ('q_linear', 'k_linear'):
+        shapes[f'bbox_attention.{name}.weight'] = (256, 256)
+        shapes[f'bbox_attention.{name}.bias'] = (256, )
+    convs = dict(lay1=(264, 264, 3), lay2=(128, 264, 3), lay3=(64, 128, 3),
+                 lay4=(32, 64, 3), lay5=(16, 32, 3), out_lay=(1, 16, 3),
+                 adapter1=(128, 1024, 1), adapter2=(64, 512, 1),
+                 adapter3=(32, 256, 1))
+    for name, (d_out, d_in, k) in convs.items():
+        shapes[f'mask_head.{name}.weight'] = (d_out, d_in, k, k)
+        shapes[f'mask_head.{name}.bias'] = (d_out, )
+        if name.startswith('lay'):
+            shapes[f'mask_head.gn{name[3:]}.weight'] = (d_out, )
+            shapes[f'mask_head.gn{name[3:]}.bias'] = (d_out, )
+    return shapes
+
+
+@pytest.fixture(scope='module')
+def tiny_panoptic133():
+    return randomized(tiny_panoptic_config(num_things=80, num_stuff=53))
+
+
+def test_official_panoptic_layout_maps_onto_our_r50_panoptic_model():
+    state = {k: torch.zeros(s) for k, s in official_panoptic_layout().items()}
+    converted = official_to_plugin(state)  # 133 classes by default
+    ours = build_plugin_model(
+        f'{CONFIG_DIR}/detr_panoptic/detr_r50_8xb2-panoptic-25e_coco.py'
+    ).state_dict()
+    assert set(converted) == set(ours)
+    for key, value in ours.items():
+        assert converted[key].shape == value.shape, key
+
+
+def test_official_panoptic_file_converts_and_round_trips(
+        tmp_path, tiny_panoptic133):
+    state = tiny_panoptic133.state_dict()
+    official = plugin_to_official(state)
+    assert official['detr.class_embed.weight'].shape[0] == 251
+    assert 'mask_head.lay5.weight' in official and \
+        'detr.transformer.decoder.norm.weight' in official
+    back = official_to_plugin(official)
+    assert list(back) == list(state)
+    for key, value in state.items():
+        assert torch.equal(back[key], value), key
+
+    official['detr.class_embed.weight'] = torch.randn(251, 128)
+    src = official_file(str(tmp_path / 'detr-r50-panoptic.pth'), official)
+    dst = str(tmp_path / 'converted.pth')
+    tool.main(['--from', 'official', src, dst])
+    model = build_plugin_model(tiny_panoptic_config(num_things=80,
+                                                    num_stuff=53))
+    checkpoint = load_checkpoint(model, dst, strict=True)
+    classes = checkpoint['meta']['dataset_meta']['classes']
+    assert len(classes) == 133 and classes[80] == 'banner' and \
+        classes[132] == 'rug-merged'
+    ours = model.state_dict()
+    for key in ('mask_head.adapter3.weight', 'mask_head.gn2.bias',
+                'bbox_attention.k_linear.weight'):
+        assert torch.equal(ours[key], official[key])
+    assert torch.equal(ours['decoder.post_norm.bias'],
+                       official['detr.transformer.decoder.norm.bias'])
+    # rows: person (id 1) -> 0, banner (id 92) -> 80, rug-merged (id 200)
+    # -> 132, no-object (row 250) -> 133
+    fc_w, rows = ours['bbox_head.fc_cls.weight'], \
+        official['detr.class_embed.weight']
+    assert COCO_PANOPTIC_STUFF_IDS[0] == 92
+    for label, row in ((0, 1), (80, 92), (132, 200), (133, 250)):
+        assert torch.equal(fc_w[label], rows[row])

@@ -9,6 +9,10 @@
 ``torch.load(weights_only=True)``, only ``argparse.Namespace`` allowed besides
 tensors); its 92-row COCO classifier becomes an 80-class head in mmdet's class
 order (``--num-classes 91`` keeps every row, class index = COCO category id).
+The panoptic release (``detr-r50-panoptic-00ce5173.pth``, told by its
+``detr.`` keys) becomes a ``DETRPanoptic`` with mmdet's 133 COCO panoptic
+classes (``--num-classes 250`` keeps every row) for
+``configs/detr_panoptic/detr_r50_8xb2-panoptic-25e_coco.py``.
 ``mmdet``: an mmdet 3.x checkpoint of DETR, Conditional DETR or DAB-DETR (the
 variant is told from its keys; ``--model`` names it). The output
 ``{'state_dict', 'meta'}`` loads strictly into the matching config of
@@ -34,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--num-classes', type=int, default=None,
                         help='classes of the head: official 80 (default, '
-                        'mmdet\'s COCO order) or 91 (COCO category ids); '
-                        'mmdet: checked against the checkpoint')
+                        'mmdet\'s COCO order) or 91 (COCO category ids), '
+                        'its panoptic release 133 (default) or 250; mmdet: '
+                        'checked against the checkpoint')
     parser.add_argument('--model', choices=sorted(MMDET_LAYOUTS),
                         default=None, help='mmdet: the DETR variant of SRC '
                         '(default: told from its keys)')

@@ -1,19 +1,26 @@
-"""Write the synthetic shapes detection set (COCO format) used by the demo.
+"""Write the synthetic shapes sets used by the demos: detection (COCO) or,
+with ``--panoptic``, panoptic (COCO panoptic: stuff bands under the shapes).
 
     python tools/generate_demo_data.py --out data/shapes
     python tools/generate_demo_data.py --out /tmp/s --category-ids 3 17 90
+    python tools/generate_demo_data.py --panoptic --out data/shapes_panoptic
 
-See :mod:`detr_plugin.datasets.synthetic_shapes` for the layout.
+See :mod:`detr_plugin.datasets.synthetic_shapes` and
+:mod:`detr_plugin.datasets.synthetic_panoptic` for the layouts. With
+``--panoptic`` the class, category and empty-image options do not apply.
 """
 import argparse
 import json
 
-from detr_plugin.datasets import generate_shapes_dataset
+from detr_plugin.datasets import (generate_panoptic_shapes_dataset,
+                                  generate_shapes_dataset)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data/shapes', help='output root')
+    parser.add_argument('--panoptic', action='store_true',
+                        help='the panoptic variant (stuff bands)')
     parser.add_argument('--num-train', type=int, default=200)
     parser.add_argument('--num-val', type=int, default=50)
     parser.add_argument('--image-size', type=int, nargs=2, default=(192, 192),
@@ -34,12 +41,19 @@ def parse_args():
 
 def main():
     args = parse_args()
-    info = generate_shapes_dataset(
-        args.out, num_train=args.num_train, num_val=args.num_val,
-        image_size=tuple(args.image_size), seed=args.seed,
-        category_ids=args.category_ids, empty_fraction=args.empty_fraction,
-        max_objects=args.max_objects, size_range=tuple(args.size_range),
-        num_classes=args.num_classes)
+    if args.panoptic:
+        info = generate_panoptic_shapes_dataset(
+            args.out, num_train=args.num_train, num_val=args.num_val,
+            image_size=tuple(args.image_size), seed=args.seed,
+            max_objects=args.max_objects, size_range=tuple(args.size_range))
+    else:
+        info = generate_shapes_dataset(
+            args.out, num_train=args.num_train, num_val=args.num_val,
+            image_size=tuple(args.image_size), seed=args.seed,
+            category_ids=args.category_ids,
+            empty_fraction=args.empty_fraction,
+            max_objects=args.max_objects,
+            size_range=tuple(args.size_range), num_classes=args.num_classes)
     print(json.dumps(info, indent=2))
 
 

@@ -4,9 +4,12 @@
         [--score-thr 0.7] [--device cpu|cuda]
 
 INPUT is an image, a folder of images or a glob pattern (quote it). Writes
-``DIR/vis/<image name>`` (the image with its labelled boxes scoring at least
-``--score-thr``, drawn by mmdet's ``DetLocalVisualizer``; ``<folder>_<name>``
-where two images share a name) and ``DIR/results.bbox.json``, the same
+``DIR/vis/<image name>`` (the image with its labelled boxes -- and masks, for
+a panoptic model -- scoring at least ``--score-thr``, drawn by mmdet's
+``DetLocalVisualizer``; ``<folder>_<name>`` where two images share a name),
+for a panoptic model ``DIR/panoptic/<image name>`` (its panoptic
+segmentation, each segment coloured by class and labelled), and
+``DIR/results.bbox.json``, the same
 detections as one COCO results list (``image_id``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, plus ``file_name`` and ``category_name``).
 ``--score-thr 0`` keeps every detection (``test_cfg.max_per_img`` per
@@ -59,13 +62,16 @@ def main(argv=None) -> str:
     inferencer = DETRInferencer(args.config, args.checkpoint,
                                 device=args.device)
     vis_dir = osp.join(args.out_dir, 'vis')
+    panoptic_dir = osp.join(args.out_dir, 'panoptic')
     os.makedirs(vis_dir, exist_ok=True)
     results = []
     progress = ProgressBar(len(images))
     for path, name in zip(images, drawing_names(images)):
         result = inferencer(path)
+        if 'pred_panoptic_seg' in result:
+            os.makedirs(panoptic_dir, exist_ok=True)
         inferencer.draw(path, result, osp.join(vis_dir, name),
-                        args.score_thr)
+                        args.score_thr, osp.join(panoptic_dir, name))
         results.append(result)
         progress.update()
     entries = coco_results(results, images, inferencer.category_ids(),
@@ -75,6 +81,8 @@ def main(argv=None) -> str:
         json.dump(entries, f)
     print(f'\n{len(images)} images, {len(entries)} detections scoring >= '
           f'{args.score_thr}: drawn in {vis_dir}, listed in {out_json}')
+    if osp.isdir(panoptic_dir):
+        print(f'panoptic segmentations drawn in {panoptic_dir}')
     return out_json
 
 

@@ -68,12 +68,13 @@ class DETRInferencer:
         return self.model.dataset_meta['classes']
 
     def pipeline(self, from_array: bool) -> Compose:
-        """The config's test pipeline without ``LoadAnnotations`` (images
-        have none); it loads from a file or, ``from_array``, an array."""
+        """The config's test pipeline without ``Load(Panoptic)Annotations``
+        (images have none); it loads from a file or, ``from_array``, an
+        array."""
         if from_array not in self._pipelines:
             steps = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
-            steps = [s for s in steps if s['type'].split('.')[-1]
-                     != 'LoadAnnotations']
+            steps = [s for s in steps if s['type'].split('.')[-1] not in
+                     ('LoadAnnotations', 'LoadPanopticAnnotations')]
             if from_array:
                 steps[0]['type'] = 'mmdet.LoadImageFromNDArray'
             self._pipelines[from_array] = Compose(steps)
@@ -83,7 +84,8 @@ class DETRInferencer:
         """Detect in one image (a path, or a BGR ``(H, W, 3)`` uint8 array):
         ``pred_instances`` with ``bboxes`` ``(k, 4)`` xyxy in original-image
         pixels, ``scores`` and ``labels`` ``(k,)`` by descending score (``k``
-        = ``test_cfg.max_per_img``)."""
+        = ``test_cfg.max_per_img``); a panoptic model adds ``masks`` to them
+        and ``pred_panoptic_seg``."""
         from mmdet.apis import inference_detector
         return inference_detector(
             self.model, image,
@@ -106,25 +108,42 @@ class DETRInferencer:
         return self._visualizer
 
     def draw(self, image_path: str, result: DetDataSample, out_file: str,
-             score_thr: float) -> None:
-        """Write ``image_path`` with the labelled boxes scoring at least
-        ``score_thr`` to ``out_file``."""
+             score_thr: float, panoptic_file: Optional[str] = None) -> None:
+        """Write ``image_path`` with the labelled boxes (and masks, if the
+        model predicts them) scoring at least ``score_thr`` to ``out_file``;
+        a panoptic prediction, to ``panoptic_file`` when given."""
         import mmcv
         image = mmcv.imread(image_path, channel_order='rgb')
+        name = osp.basename(image_path)
+        detections = DetDataSample(pred_instances=result.pred_instances)
         self.visualizer.add_datasample(
-            osp.basename(image_path), image, result, draw_gt=False,
-            show=False, pred_score_thr=score_thr, out_file=out_file)
+            name, image, detections, draw_gt=False, show=False,
+            pred_score_thr=score_thr, out_file=out_file)
+        if not panoptic_file or 'pred_panoptic_seg' not in result:
+            return
+        if (result.pred_panoptic_seg.sem_seg != len(self.classes)).any():
+            panoptic = DetDataSample(
+                pred_panoptic_seg=result.pred_panoptic_seg)
+            self.visualizer.add_datasample(
+                name, image, panoptic, draw_gt=False, show=False,
+                out_file=panoptic_file)
+        else:  # all VOID: nothing to draw (mmdet's drawing needs a segment)
+            mmcv.imwrite(image[..., ::-1], panoptic_file)
 
     def category_ids(self) -> List[int]:
         """COCO ``category_id`` of each label: the COCO ids for COCO's 80
-        classes (mmdet's order) and for the 91 official rows (label = id);
+        (and COCO panoptic's 133) classes in mmdet's order and for the 91
+        official rows (label = id);
         otherwise ``label + 1``, the ids of a COCO file numbering its
         categories from 1 in the order of the classes."""
         from ..checkpoint_converters import (COCO_CATEGORY_IDS,
+                                             COCO_PANOPTIC_STUFF_IDS,
                                              coco_class_names)
         classes = list(self.classes)
         if classes == coco_class_names(80):
             return list(COCO_CATEGORY_IDS)
+        if classes == coco_class_names(133):
+            return list(COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS)
         if classes == coco_class_names(91):
             return list(range(91))
         return [label + 1 for label in range(len(classes))]

@@ -151,7 +151,8 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else ''
         if not ann_file or '://' in ann_file or \
-                osp.abspath(ann_file) in loaded:
+                osp.abspath(ann_file) in loaded or \
+                not _reads_coco_instances(metric):
             continue
         key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         try:
@@ -163,6 +164,21 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
         except DatasetCheckError as e:
             errors.append(str(e))
     return errors
+
+
+def _reads_coco_instances(metric_cfg: dict) -> bool:
+    """Whether a metric reads its ``ann_file`` as COCO instances: a
+    ``CocoMetric`` (or a type from an unimported scope); not, e.g.,
+    ``CocoPanopticMetric``, whose file lists ``segments_info``."""
+    from mmdet.evaluation import CocoMetric
+
+    from ..registry import METRICS
+    type_ = metric_cfg.get('type')
+    try:
+        cls = type_ if isinstance(type_, type) else METRICS.get(type_)
+    except Exception:  # a type from a scope not imported here
+        cls = None
+    return cls is None or issubclass(cls, CocoMetric)
 
 
 def audit_split(cfg: Config, split: str, check_files: bool = True,

@@ -44,7 +44,7 @@ def _shape_mask(shape: str, size: int, height: int, width: int,
     return mask.astype(bool)
 
 
-def _mask_bbox(mask: np.ndarray) -> List[float]:
+def mask_bbox(mask: np.ndarray) -> List[float]:
     """COCO ``[x, y, w, h]`` (pixels) of the drawn pixels: pixel ``i`` covers
     ``[i, i + 1)``, as OpenCV's bounding rectangle of non-zero pixels."""
     return [float(v) for v in cv2.boundingRect(mask.astype(np.uint8))]
@@ -57,6 +57,17 @@ def _draw_image(num_objects: int, height: int, width: int,
     grey = rng.integers(60, 190)
     img = np.full((height, width, 3), grey, np.float32)
     img += rng.normal(0, 12, size=img.shape)
+    objects = draw_objects(img, num_objects, size_range, num_shapes, rng)
+    return np.clip(img, 0, 255).astype(np.uint8), objects
+
+
+def draw_objects(img: np.ndarray, num_objects: int,
+                 size_range: Tuple[float, float], num_shapes: int,
+                 rng: np.random.Generator) -> list:
+    """Paint up to ``num_objects`` non-overlapping shapes of random class,
+    colour, size and place into ``img`` ``(h, w, 3)`` (in place); return
+    them as ``(shape index, mask)`` pairs."""
+    height, width = img.shape[:2]
     occupied = np.zeros((height, width), bool)
     objects = []
     lo, hi = (int(f * min(height, width)) for f in size_range)
@@ -72,7 +83,7 @@ def _draw_image(num_objects: int, height: int, width: int,
         occupied |= mask
         img[mask] = COLOURS[int(rng.integers(len(COLOURS)))]
         objects.append((label, mask))
-    return np.clip(img, 0, 255).astype(np.uint8), objects
+    return objects
 
 
 def _write_split(root: str, split: str, num_images: int,
@@ -97,7 +108,7 @@ def _write_split(root: str, split: str, num_images: int,
         for label, mask in objects:
             annotations.append(dict(
                 id=len(annotations) + 1, image_id=i + 1,
-                category_id=categories[label]['id'], bbox=_mask_bbox(mask),
+                category_id=categories[label]['id'], bbox=mask_bbox(mask),
                 area=float(mask.sum()), iscrowd=0))
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
     os.makedirs(osp.dirname(ann_file), exist_ok=True)

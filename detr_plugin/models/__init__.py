@@ -9,12 +9,13 @@ from .deformable_detr import (DeformableDETR, DeformableDETRHead,
                               DeformableDetrTransformerDecoder,
                               DeformableDetrTransformerEncoder)
 from .detr import DETR
-from .dino import DINO, DINOHead, DinoTransformerDecoder
 from .detr_head import DETRHead
+from .detr_panoptic import DETRPanoptic
+from .dino import DINO, DINOHead, DinoTransformerDecoder
 from .hungarian_assigner import HungarianAssigner, QueryMatches
+from .mask_head import MaskHeadSmallConv, MHAttentionMap
 from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
-                          FocalLossCost,
-                          IoUCost)
+                          FocalLossCost, IoUCost)
 from .positional_encoding import (LearnedPositionalEncoding,
                                   SinePositionalEncoding)
 from .transformer_layers import (BaseTransformerLayer, DetrTransformerDecoder,
@@ -26,9 +27,10 @@ __all__ = [
     'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
     'DeformableAttention', 'DeformableDETR', 'DeformableDETRHead',
     'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerEncoder',
-    'DINO', 'DINOHead', 'DinoTransformerDecoder', 'MultiheadAttention', 'DETR', 'DETRHead', 'HungarianAssigner',
+    'DINO', 'DINOHead', 'DinoTransformerDecoder', 'DETR', 'DETRHead',
+    'DETRPanoptic', 'HungarianAssigner', 'MaskHeadSmallConv', 'MHAttentionMap',
+    'MultiheadAttention',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
-    'FocalLossCost',
-    'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
+    'FocalLossCost', 'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
     'BaseTransformerLayer', 'DetrTransformerDecoder', 'DetrTransformerEncoder'
 ]

@@ -26,6 +26,30 @@ def tiny_config(num_classes: int = 3) -> Config:
     return cfg
 
 
+def tiny_panoptic_config(num_things: int = 3, num_stuff: int = 2,
+                         num_queries: int = 6, **model) -> Config:
+    """:func:`tiny_config` as a ``DETRPanoptic`` with the official mask head:
+    128-d, 1 + 1 layers (the mask head's block widths halve from it down to
+    8 channels for GroupNorm 8), ResNet-18 stages 1-3 (8, 16, 32 channels)
+    as its FPN levels, masks at stride 4; ``model`` overrides the model
+    config."""
+    cfg = tiny_config(num_things + num_stuff)
+    layer = dict(attn_cfgs=dict(embed_dims=128),
+                 ffn_cfgs=dict(embed_dims=128, feedforward_channels=256))
+    cfg.merge_from_dict(dict(model=dict(
+        type='DETRPanoptic', num_things_classes=num_things,
+        num_queries=num_queries, data_preprocessor=dict(pad_mask=True),
+        backbone=dict(out_indices=(0, 1, 2, 3)),
+        positional_encoding=dict(num_feats=64),
+        encoder=dict(num_layers=1, layer_cfg=layer),
+        decoder=dict(num_layers=1, layer_cfg=layer),
+        bbox_head=dict(embed_dims=128),
+        test_cfg=dict(max_per_img=num_queries),
+        mask_head=dict(num_heads=8, fpn_dims=(32, 16, 8)))))
+    cfg.merge_from_dict(dict(model=model))
+    return cfg
+
+
 def data_overrides(root: str, classes: Sequence[str] = SHAPES_CLASSES,
                    splits: Sequence[str] = ('train', ), **dataset) -> dict:
     """``merge_from_dict`` overrides pointing each ``{split}_dataloader``
