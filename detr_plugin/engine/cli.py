@@ -5,12 +5,16 @@ The flags and their meaning are mmdet 3.x's (``--work-dir``, ``--cfg-options``,
 CUDA gets settings that work there (see :func:`adapt_to_device`).
 """
 import argparse
+import logging
 import os
 import os.path as osp
 from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+from . import cpu_autocast
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -73,13 +77,24 @@ def adapt_to_device(cfg: Config) -> None:
 
 def enable_amp(cfg: Config) -> None:
     """Mixed precision: mmengine's ``AmpOptimWrapper`` (fp16, dynamic loss
-    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on the CPU."""
+    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on a CPU with
+    native bf16; on other CPUs fp32 with a warning, unless the config (or
+    ``--cfg-options``) already names that wrapper."""
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-    else:
+    elif cpu_autocast.native_bf16() or \
+            cfg.optim_wrapper.get('type') == 'CPUAutocastOptimWrapper':
         cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
-        cfg.optim_wrapper.dtype = 'bfloat16'
+        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    else:
+        print_log(
+            '--amp: this CPU has no native bf16 (torch.ops.mkldnn.'
+            '_is_mkldnn_bf16_supported() is False; capability '
+            f'{torch.backends.cpu.get_cpu_capability()}), where bf16 autocast'
+            ' makes training 8-24x slower: training in fp32 instead. To '
+            'force bf16: --cfg-options optim_wrapper.type='
+            'CPUAutocastOptimWrapper', logger='current', level=logging.WARNING)
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
