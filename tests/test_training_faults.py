@@ -26,11 +26,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers.configs import add_eval_split, tiny_train_config, write_config
+from helpers.configs import (add_eval_split, tiny_config, tiny_train_config,
+                             write_config)
 from helpers.data import (broken_copy, edit_annotations, set_image_size,
                           truncate_file, write_rotated_jpeg)
 from helpers.tools import load_checkpoint, run_tool, run_until_stalled
 
+from detr_plugin.engine import cli
 from detr_plugin.engine.hooks import (AtomicCheckpointHook, NonFiniteLossHook,
                                       atomic_write, find_resumable_checkpoint,
                                       is_complete_checkpoint, nonfinite_terms)
@@ -391,3 +393,56 @@ def test_test_tool_checks_the_test_split_first(shapes, tmp_path):
     assert 'DatasetCheckError' in proc.out
     assert 'test_dataloader.dataset' in proc.out
     assert '000001.jpg' in proc.out
+
+
+# ------------------------------------------- mistakes in the config itself
+CONFIG_MISTAKES = {
+    # issue 14, item 5: an epoch trained, then no checkpoint at the save
+    'hook argument typo': ('default_hooks.checkpoint.max_keep_ckpt=2', [
+        'error: default_hooks.checkpoint.max_keep_ckpt: AtomicCheckpointHook '
+        "takes no argument 'max_keep_ckpt' (did you mean max_keep_ckpts?)"]),
+    # issue 14, item 10: raw tracebacks from deep inside mmengine
+    'value of the wrong type': ('optim_wrapper.optimizer.lr=abc', [
+        'error: --cfg-options optim_wrapper.optimizer.lr=abc: expected a '
+        "number, like the config's value 0.001"]),
+    'empty subset': ('train_dataloader.dataset.indices=0', [
+        'train_dataloader.dataset.indices=0 keeps none of its images. Fix: '
+        'indices=None for all']),
+}
+
+
+@pytest.mark.parametrize('case', list(CONFIG_MISTAKES))
+def test_config_mistakes_stop_train_before_the_first_iteration(
+        shapes, tmp_path, case):
+    """Found before the runner trains (the first two before the data is
+    even read), the key named, one line where it is not a data problem."""
+    option, fragments = CONFIG_MISTAKES[case]
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'c.py'))
+    proc = run_tool(['train.py', cfg, '--work-dir', str(tmp_path / 'work'),
+                     '--cfg-options', option], str(tmp_path), check=False)
+    assert proc.returncode != 0
+    for fragment in fragments:
+        assert fragment in proc.out, proc.out[-3000:]
+    assert 'Iter(train)' not in proc.out
+    assert ('Traceback' in proc.out) == (case == 'empty subset')
+
+
+def test_hook_arguments_are_checked_against_each_hook_class():
+    """mmengine's own CheckpointHook too; a hook without ``**kwargs`` names
+    its own arguments; EMAHook's extra arguments are its model's."""
+    cfg = tiny_config()
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
+                                        max_keep=1)
+    with pytest.raises(SystemExit, match=r'default_hooks\.checkpoint\.'
+                       r"max_keep: CheckpointHook takes no argument 'max_keep"
+                       r"' \(did you mean max_keep_ckpts\?\)"):
+        cli.check_hook_arguments(cfg)
+    cfg = tiny_config()
+    cfg.custom_hooks = [dict(type='EMAHook', momentum=0.001),
+                        dict(type='NonFiniteLossHook', acton='skip')]
+    with pytest.raises(SystemExit, match=r"custom_hooks\.1\.acton: "
+                       r"NonFiniteLossHook takes no argument 'acton' \(did "
+                       r'you mean action\?\)'):
+        cli.check_hook_arguments(cfg)
+    cfg.custom_hooks.pop()
+    cli.check_hook_arguments(cfg)  # passes

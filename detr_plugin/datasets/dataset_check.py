@@ -61,7 +61,14 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
         dataset.full_init()
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
-    report = dataset.report
+    report, indices = dataset.report, ds_cfg.get('indices')
+    if report.parsed and not (report.errors or dataset.data_list):
+        report.errors.append(
+            f'{key}.indices={indices!r} keeps none of its images. Fix: '
+            'indices=None for all, N > 0 for the first N, or a list of '
+            'positions.' if indices is not None else
+            f'{key}: {report.ann_file} lists no image. Fix: point ann_file '
+            'at the annotations of this split.')
     if report.parsed and not (dataset.test_mode or report.errors
                               or report.num_boxes):
         report.errors.append(

@@ -8,6 +8,8 @@ import argparse
 import logging
 import os
 import os.path as osp
+from difflib import get_close_matches
+from inspect import signature
 from typing import Optional
 
 import torch
@@ -45,6 +47,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_option_types(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -53,6 +56,61 @@ def load_config(args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     adapt_to_device(cfg)
     return cfg
+
+
+def check_option_types(cfg: Config, options: dict) -> None:
+    """Each ``--cfg-options`` value replacing a number or a bool of the
+    config is one too (mmengine would fail later with a raw traceback);
+    else exit with one line naming the key."""
+    for key, value in options.items():
+        old = cfg
+        for part in key.split('.'):
+            old = old[int(part)] if isinstance(old, (list, tuple)) and \
+                part.isdigit() and int(part) < len(old) else \
+                old.get(part) if isinstance(old, (dict, Config)) else None
+        kind = 'True or False' if isinstance(old, bool) else 'a number' \
+            if isinstance(old, (int, float)) else None
+        if kind and value is not None and (
+                isinstance(value, bool) != isinstance(old, bool)
+                or not isinstance(value, (int, float))):
+            raise SystemExit(f'error: --cfg-options {key}={value}: expected '
+                             f'{kind}, like the config\'s value {old!r}')
+
+
+def check_hook_arguments(cfg: Config) -> None:
+    """Each hook config of ``default_hooks`` and ``custom_hooks`` gives only
+    arguments its class takes: mmengine builds hooks with the runner, and
+    ``CheckpointHook`` passes unknown ones to ``Runner.save_checkpoint``,
+    which fails at the first save, after an epoch. Else exit with one line
+    naming the key."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.registry import DefaultScope
+
+    from ..registry import HOOKS
+    hooks = [(f'default_hooks.{name}', hook) for name, hook in
+             (cfg.get('default_hooks') or {}).items()] + \
+        [(f'custom_hooks.{i}', hook)
+         for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        for key, hook in hooks:
+            kind = (hook or {}).get('type')
+            cls = HOOKS.get(kind) if isinstance(kind, str) else kind
+            if not isinstance(cls, type):
+                continue  # none, or unknown: the runner names it
+            params = [p for c in cls.__mro__[:-1]  # not object's
+                      if '__init__' in vars(c)
+                      for p in signature(c.__init__).parameters.values()]
+            if not issubclass(cls, CheckpointHook) and \
+                    any(p.kind is p.VAR_KEYWORD for p in params):
+                continue  # e.g. EMAHook: the rest is the model's
+            names = {p.name for p in params if p.kind in (
+                p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}
+            for arg in sorted(set(hook) - names - {'type'}):
+                close = get_close_matches(arg, names, 1)
+                raise SystemExit(
+                    f'error: {key}.{arg}: {cls.__name__} takes no argument '
+                    f'{arg!r}' + (f' (did you mean {close[0]}?)' if close
+                                  else '') + '; remove or rename it.')
 
 
 def adapt_to_device(cfg: Config) -> None:
