@@ -175,6 +175,19 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.load_from = resume
 
 
+def refuse_misfit_checkpoints(cfg: Config) -> None:
+    """Make the config's ``AdaptCheckpointHook`` (or a new one) refuse a
+    checkpoint with tensors of other shapes than the model's: mmengine
+    would warn and evaluate them random (``tools/test.py``)."""
+    hooks = [h for h in cfg.get('custom_hooks') or []
+             if h.get('type') == 'AdaptCheckpointHook']
+    for hook in hooks:
+        hook['on_mismatch'] = 'error'
+    if not hooks:
+        cfg.custom_hooks = [*(cfg.get('custom_hooks') or []), dict(
+            type='AdaptCheckpointHook', on_mismatch='error')]
+
+
 def init_process_group(cfg: Config) -> None:
     """mmengine's ``init_dist`` for ``cfg.launcher``, before the runner
     (which uses the group it finds): the data check runs on rank 0 and
