@@ -106,11 +106,18 @@ class DETRInferencer:
         return self._visualizer
 
     def draw(self, image_path: str, result: DetDataSample, out_file: str,
-             score_thr: float) -> None:
+             score_thr: float, max_side: Optional[int] = None) -> None:
         """Write ``image_path`` with the labelled boxes scoring at least
-        ``score_thr`` to ``out_file``."""
+        ``score_thr`` to ``out_file``, shrunk (boxes scaled) to at most
+        ``max_side`` pixels on its longer side."""
         import mmcv
         image = mmcv.imread(image_path, channel_order='rgb')
+        scale = min(1., (max_side or np.inf) / max(image.shape[:2]))
+        if scale < 1:
+            image = mmcv.imrescale(image, scale)
+            pred = result.pred_instances.clone()  # the same tensors
+            pred.bboxes = pred.bboxes * scale
+            result = DetDataSample(pred_instances=pred)
         self.visualizer.add_datasample(
             osp.basename(image_path), image, result, draw_gt=False,
             show=False, pred_score_thr=score_thr, out_file=out_file)
