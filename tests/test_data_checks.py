@@ -22,7 +22,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from helpers.configs import DETR_R50, data_overrides, tiny_config
 from helpers.data import (SHAPES_CLASSES, ann_path, broken_copy,
-                          set_image_size, truncate_file, write_rotated_jpeg)
+                          edit_annotations, set_image_size, truncate_file,
+                          write_rotated_jpeg)
 from mmengine.registry import DefaultScope
 
 import detr_plugin  # noqa: F401
@@ -228,6 +229,10 @@ def test_exif_rotated_image_is_named_by_the_check_and_the_loader(shapes,
     loaded = CheckedLoadImageFromFile(
         color_type='color_ignore_orientation')(dict(results))
     assert loaded['img'].shape == (48, 64, 3)
+    # annotated as viewers show it (the size mmcv decodes to): fine too
+    edit_annotations(root, lambda data: set_image_size(data, 2, 64, 48))
+    (report, ) = check_dataset_config(config_for(root), 'train')
+    assert report.errors == [] and report.size_mismatch == []
 
 
 def test_annotated_size_other_than_the_image(shapes, tmp_path):

@@ -17,8 +17,7 @@ from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
                                match_classes)
 from .transforms import (CheckedLoadImageFromFile, CorruptImageError,
                          decode_image, image_header)
-from .transforms.checked_loading import (ROTATING_ORIENTATIONS, rotates,
-                                         size_error)
+from .transforms.checked_loading import rotates, size_error
 
 SPLITS = ('train', 'val', 'test')
 
@@ -84,9 +83,9 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
 
 def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
     """Each image the dataset lists exists, has a readable header and whole
-    end (a partly copied JPEG / PNG is then decoded to be sure), and is the
-    size its annotation gives, EXIF orientation applied as its loader does
-    (``decode``: every image decoded); problems go to its report."""
+    end, and is the size its annotation gives as its loader decodes it
+    (decoded when the end is cut or its loader applies an EXIF orientation;
+    ``decode``: every image); problems go to its report."""
     report, key = dataset.report, dataset.report.key
     if not osp.isdir(report.img_dir or '.'):
         report.errors.append(
@@ -105,11 +104,8 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             continue
         try:
             shape, orientation, whole = image_header(path)
-            if not rotates(loader):
-                orientation = 1
-            if orientation in ROTATING_ORIENTATIONS:
-                shape = shape[::-1]
-            if decode or not whole:
+            orientation = orientation if rotates(loader) else 1
+            if decode or not whole or orientation != 1:  # as it is loaded
                 with open(path, 'rb') as f:
                     shape = decode_image(f.read(), path, loader.color_type,
                                          loader.imdecode_backend).shape[:2]

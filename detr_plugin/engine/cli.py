@@ -93,10 +93,10 @@ def check_hook_arguments(cfg: Config) -> None:
          for i, hook in enumerate(cfg.get('custom_hooks') or [])]
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         for key, hook in hooks:
-            kind = (hook or {}).get('type')
+            kind = hook.get('type') if isinstance(hook, dict) else None
             cls = HOOKS.get(kind) if isinstance(kind, str) else kind
             if not isinstance(cls, type):
-                continue  # none, or unknown: the runner names it
+                continue  # none, built, or unknown: the runner names it
             params = [p for c in cls.__mro__[:-1]  # not object's
                       if '__init__' in vars(c)
                       for p in signature(c.__init__).parameters.values()]
@@ -180,7 +180,7 @@ def refuse_misfit_checkpoints(cfg: Config) -> None:
     checkpoint with tensors of other shapes than the model's: mmengine
     would warn and evaluate them random (``tools/test.py``)."""
     hooks = [h for h in cfg.get('custom_hooks') or []
-             if h.get('type') == 'AdaptCheckpointHook']
+             if isinstance(h, dict) and h.get('type') == 'AdaptCheckpointHook']
     for hook in hooks:
         hook['on_mismatch'] = 'error'
     if not hooks:

@@ -6,16 +6,16 @@ registers none, yet every checkpoint its ``Runner`` saves holds the
 ``MessageHub`` state: ``HistoryBuffer`` objects with numpy histories, whose
 pickle fetches the buffer's statistics as ``getattr(HistoryBuffer, 'min')``.
 So ``--resume``, ``load_from`` and ``tools/test.py`` fail with ``Unsupported
-global: ... HistoryBuffer``, and torch's refusals suggest ``weights_only=False``
-without naming the file: :func:`safe_load` says which file and what it
-refused, and is mmengine's loader of local files (``load_from``, ``--resume``,
-``tools/test.py``, mmdet's ``init_detector``). :data:`MMENGINE_CHECKPOINT_GLOBALS` allows
+global: ... HistoryBuffer``. :data:`MMENGINE_CHECKPOINT_GLOBALS` allows
 exactly those globals: ``HistoryBuffer``; numpy's ``ndarray``, ``dtype``,
 ``_reconstruct`` and ``scalar`` (under the numpy 2 ``numpy._core`` and numpy 1
 ``numpy.core`` paths) and the dtype classes of the bool and numeric dtypes
 (not the object dtype); ``getattr`` bound to
-:func:`history_buffer_statistic`. Anything else is still refused by torch,
-naming the global; ``weights_only=False`` (arbitrary code) is never set.
+:func:`history_buffer_statistic`. Anything else is still refused;
+``weights_only=False`` (arbitrary code) is never set. torch's refusals
+suggest it and do not name the file: :func:`safe_load` names the file and
+what it refused, and is mmengine's loader of local files (``load_from``,
+``--resume``, ``tools/test.py``, mmdet's ``init_detector``).
 """
 import os.path as osp
 import pickle

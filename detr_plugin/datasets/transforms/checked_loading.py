@@ -58,9 +58,9 @@ def rotates(loader: LoadImageFromFile) -> bool:
 
 
 def image_header(path: str) -> Tuple[Tuple[int, int], int, bool]:
-    """``((h, w) of the stored pixels, EXIF orientation (1: none), whether
-    the file ends as a whole JPEG / PNG does)`` from its first and last
-    bytes; :class:`CorruptImageError` if the header is unreadable."""
+    """``((h, w) in the header, EXIF orientation (1: none), whether the
+    file ends as a whole JPEG / PNG does)`` from its first and last bytes;
+    :class:`CorruptImageError` if the header is unreadable."""
     try:
         with open(path, 'rb') as f, Image.open(f) as image:  # the header
             (w, h), orientation = image.size, image.getexif().get(274, 1)
