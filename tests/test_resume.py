@@ -236,3 +236,22 @@ def test_only_history_buffer_statistics_may_be_fetched(tmp_path):
     torch.save(dict(bad=HistoryBuffer.update), path)
     with pytest.raises(pickle.UnpicklingError, match="'update'"):
         torch.load(path)
+
+
+def test_misfit_message_names_the_successors_classifiers():
+    """A successor's sigmoid classifiers (one per decoder layer, no
+    no-object row) are named as the classifier; other tensors of another
+    shape are counted as another model's (issue 14, item 6)."""
+    from detr_plugin.engine.hooks.adapt_checkpoint import misfit_message
+    text = misfit_message('x.pth', [
+        ('bbox_head.cls_branches.0.weight', (80, 256), (3, 256)),
+        ('bbox_head.cls_branches.0.bias', (80, ), (3, )),
+        ('query_embedding.weight', (300, 256), (100, 256))], num_classes=3)
+    assert text.startswith(
+        'the checkpoint x.pth does not fit the model of the config: its '
+        'classifier bbox_head.cls_branches.0.weight is (80, 256), the '
+        "model's (3, 256): 80 classes in the checkpoint, 3 in the config")
+    assert text.endswith(
+        '1 other tensors differ in shape (e.g. query_embedding.weight: '
+        '(300, 256) in the checkpoint, (100, 256) in the model): it is of '
+        'another model. Fix: use the config it was trained with.')
