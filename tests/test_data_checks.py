@@ -283,11 +283,12 @@ def test_corrupt_val_image_is_named_with_its_split(shapes, tmp_path):
         f'ids 1; corrupt image file {path}' in message
     assert 'val_dataloader.dataset cannot skip images' in message
     assert 'corrupt_images' not in message
-    loader = CheckedLoadImageFromFile()
-    loader.config_key = 'val_dataloader.dataset'
+    dataset = build_dataset(  # built by hand: no config key, test mode
+        root, test_mode=True, ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'))
     with pytest.raises(CorruptImageError, match=r'\(img_id 1\)\. Replace or '
-                       r'delete .*\(val_dataloader\.dataset cannot skip'):
-        loader(dict(img_path=path, img_id=1))
+                       r'delete .*\(a test-mode dataset cannot skip'):
+        dataset[0]
 
 
 # ----------------------------------------------------------------- boxes

@@ -173,7 +173,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         super().full_init()
         for t in self.pipeline.transforms:
             if isinstance(t, CheckedLoadImageFromFile):
-                t.config_key = self.report.key
+                t.config_key = self.report.key or (
+                    'a test-mode dataset' if self.test_mode else '')
 
     def load_data_list(self) -> List[dict]:
         """Take what :meth:`keep_for_next_build` left (logging its warnings
