@@ -33,12 +33,13 @@ exactly the globals each layout pickles; anything else is refused.
 """
 import argparse
 import os.path as osp
-import pickle
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .engine.safe_checkpoint import MMENGINE_CHECKPOINT_GLOBALS, safe_load
 
 PrefixRules = Sequence[Tuple[str, str]]
 
@@ -353,43 +354,11 @@ def coco_class_names(num_classes: int) -> List[str]:
 OFFICIAL_CHECKPOINT_GLOBALS = (argparse.Namespace, )
 
 
-def _safe_load(path: str, allowed: Sequence, what: str) -> dict:
-    """``torch.load(weights_only=True)`` with exactly ``allowed`` globals.
-
-    Raises:
-        pickle.UnpicklingError: naming the file and the refused global, when
-            the file pickles anything else (it could run code on loading).
-    """
-    # Exactly `allowed`, and the process-wide allow-list (mmengine's types,
-    # registered by detr_plugin.engine) restored afterwards: torch's
-    # `safe_globals` context manager would remove on exit even globals that
-    # were allowed before it.
-    previous = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    torch.serialization.add_safe_globals(list(allowed))
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r'GLOBAL (\S+)', str(error))
-        refused = found.group(1) if found else 'an object'
-        names = ', '.join(
-            a[1] if isinstance(a, tuple) else f'{a.__module__}.{a.__name__}'
-            for a in allowed)
-        raise pickle.UnpicklingError(
-            f'refusing to load {path} as {what}: it pickles {refused}, which '
-            f'is not on the allow-list ({names}); unpickling it could run '
-            f'arbitrary code. Convert only files of a trusted release.\n'
-            f'(torch.load(weights_only=True) said: {error})') from None
-    finally:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(previous)
-
-
 def load_official_checkpoint(path: str) -> dict:
     """Read a facebookresearch/detr release file (``model``, ``optimizer``,
     ``lr_scheduler``, ``epoch``, ``args``) without unpickling code."""
-    checkpoint = _safe_load(path, OFFICIAL_CHECKPOINT_GLOBALS,
-                            'an official DETR checkpoint')
+    checkpoint = safe_load(path, 'an official DETR checkpoint',
+                           OFFICIAL_CHECKPOINT_GLOBALS)
     if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
         raise KeyError(f'{path} has no "model" entry: not an official DETR '
                        f'checkpoint')
@@ -400,9 +369,8 @@ def load_mmdet_checkpoint(path: str) -> dict:
     """Read an mmdet 3.x / mmengine checkpoint (``state_dict``, ``meta``, and
     the ``message_hub`` types of :mod:`detr_plugin.engine.safe_checkpoint`).
     """
-    from .engine.safe_checkpoint import MMENGINE_CHECKPOINT_GLOBALS
-    checkpoint = _safe_load(path, MMENGINE_CHECKPOINT_GLOBALS,
-                            'an mmdet checkpoint')
+    checkpoint = safe_load(path, 'an mmdet checkpoint',
+                           MMENGINE_CHECKPOINT_GLOBALS)
     if not isinstance(checkpoint, dict):
         raise KeyError(f'{path} holds a {type(checkpoint).__name__}, not a '
                        f'checkpoint dict')

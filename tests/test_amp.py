@@ -1,14 +1,18 @@
-"""``--amp`` without CUDA: a bf16-autocast forward, float32 weights/losses."""
+"""``--amp`` without CUDA: a bf16-autocast forward, float32 weights/losses;
+fp32 with a warning on a CPU without native bf16."""
 import copy
+from unittest import mock
 
 import pytest
 import torch
-from helpers.configs import DETR_R50, tiny_config
+from helpers.configs import DETR_R50, tiny_config, tiny_train_config, \
+    write_config
+from helpers.tools import load_tool, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from detr_plugin.engine import CPUAutocastOptimWrapper, cli
+from detr_plugin.engine import CPUAutocastOptimWrapper, cli, cpu_autocast
 from detr_plugin.mmdet_reference import build_plugin_model
 from detr_plugin.testing import make_batch
 
@@ -37,6 +41,47 @@ def test_amp_flag_selects_cpu_autocast_wrapper():
     model = torch.nn.Linear(2, 2)
     assert isinstance(build_wrapper(model, cfg.optim_wrapper),
                       CPUAutocastOptimWrapper)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_amp_without_native_bf16_trains_fp32_saying_so(monkeypatch):
+    """On a CPU without native bf16 (the probe patched: this one has it)
+    ``--amp`` keeps fp32 with one warning naming the way to force bf16,
+    which works; the benchmark's ``amp_train_step`` says which it ran
+    (issue 14, item 2)."""
+    monkeypatch.setattr(cpu_autocast, 'native_bf16', lambda: False)
+    cfg = Config.fromfile(DETR_R50)
+    with mock.patch('detr_plugin.engine.cli.print_log') as log:
+        cli.enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    (warning, ), _ = log.call_args
+    assert warning.startswith('--amp: this CPU has no native bf16')
+    assert 'training in fp32 instead. To force bf16: --cfg-options ' \
+        'optim_wrapper.type=CPUAutocastOptimWrapper' in warning
+    cfg.merge_from_dict({'optim_wrapper.type': 'CPUAutocastOptimWrapper'})
+    with mock.patch('detr_plugin.engine.cli.print_log') as log:
+        cli.enable_amp(cfg)  # forced: bf16, no warning
+    assert not log.called and cfg.optim_wrapper.dtype == 'bfloat16'
+    benchmark = load_tool('benchmark')
+    assert benchmark.amp_dtype('cpu') == \
+        'float32 (no native bf16 on this CPU: --amp trains in fp32)'
+    monkeypatch.setattr(cpu_autocast, 'native_bf16', lambda: True)
+    assert benchmark.amp_dtype('cpu') == 'bfloat16'
+
+
+def test_amp_training_keeps_the_folded_backbone(shapes, tmp_path):
+    """``tools/train.py --amp`` (bf16 forced, whatever this CPU has) runs
+    the frozen stages through the BN-folded copy: its check runs in float32
+    and passes, with no fall-back warning (issue 14, item 2)."""
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'c.py'))
+    proc = run_tool(['train.py', cfg, '--amp', '--work-dir',
+                     str(tmp_path / 'work'), '--cfg-options',
+                     'train_cfg.max_iters=2',
+                     'optim_wrapper.type=CPUAutocastOptimWrapper'],
+                    str(tmp_path))
+    assert "type='CPUAutocastOptimWrapper'" in proc.out
+    assert 'Iter(train) [2/2]' in proc.out
+    assert 'BN-folded copy does not compute' not in proc.out
 
 
 def test_bf16_step_matches_fp32():

@@ -21,14 +21,16 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from helpers.configs import DETR_R50, data_overrides, tiny_config
-from helpers.data import SHAPES_CLASSES, ann_path, broken_copy, truncate_file
+from helpers.data import (SHAPES_CLASSES, ann_path, broken_copy,
+                          edit_annotations, set_image_size, truncate_file,
+                          write_rotated_jpeg)
 from mmengine.registry import DefaultScope
 
 import detr_plugin  # noqa: F401
 from detr_plugin.registry import DATASETS
 from detr_plugin.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
                                   CorruptImageError, DatasetCheckError,
-                                  check_dataset_config)
+                                  ImageSizeError, check_dataset_config)
 from detr_plugin.datasets.transforms import decode_image
 from detr_plugin.mmdet_reference import build_plugin_model
 
@@ -93,7 +95,7 @@ def test_clean_set_passes_with_its_counts(shapes):
     assert report.num_images == 6 == report.num_train_images
     assert report.num_boxes == len(coco['annotations'])
     assert report.num_dropped == 0
-    assert report.files_checked == 'exist'
+    assert report.files_checked == 'exist, header and end read'
 
 
 # ---------------------------------------------------------------- classes
@@ -198,6 +200,97 @@ def test_deleted_image(shapes, tmp_path):
                 'Fix: check data_prefix.img')
 
 
+# -------------------------------- images that disagree with their annotation
+def test_exif_rotated_image_is_named_by_the_check_and_the_loader(shapes,
+                                                                tmp_path):
+    """A JPEG stored 48 x 64 with EXIF orientation 6 decodes to 64 x 48 in
+    mmcv, while its annotation (size and boxes) is in stored pixels: the
+    check (from the header) and the loader name the image, both sizes and
+    the switch that makes mmcv keep the stored pixels (issue 14, item 1)."""
+    root = broken_copy(shapes, str(tmp_path / 'exif'),
+                       lambda data: set_image_size(data, 2, 48, 64))
+    path = osp.join(root, 'train', '000002.jpg')
+    write_rotated_jpeg(path, 48, 64, orientation=6)
+    fragments = (f'image {path} (img_id 2) decodes to 64 x 48 (h x w) but '
+                 'the annotation file gives 48 x 64', 'EXIF orientation 6',
+                 "color_type='color_ignore_orientation'")
+    check_fails(config_for(root), 'train_dataloader.dataset: 1 images are '
+                'not the size the annotation file gives', *fragments)
+    results = dict(img_path=path, img_id=2, height=48, width=64)
+    with pytest.raises(ImageSizeError) as info:
+        CheckedLoadImageFromFile()(dict(results))
+    assert all(f in str(info.value) for f in fragments), str(info.value)
+    # with the switch named, the image is read as stored and passes
+    ignoring = [dict(TRAIN_PIPELINE[0], color_type='color_ignore_orientation'),
+                *TRAIN_PIPELINE[1:]]
+    (report, ) = check_dataset_config(
+        config_for(root, pipeline=ignoring), 'train')
+    assert report.errors == [] and report.size_mismatch == []
+    loaded = CheckedLoadImageFromFile(
+        color_type='color_ignore_orientation')(dict(results))
+    assert loaded['img'].shape == (48, 64, 3)
+    # annotated as viewers show it (the size mmcv decodes to): fine too
+    edit_annotations(root, lambda data: set_image_size(data, 2, 64, 48))
+    (report, ) = check_dataset_config(config_for(root), 'train')
+    assert report.errors == [] and report.size_mismatch == []
+
+
+def test_annotated_size_other_than_the_image(shapes, tmp_path):
+    """A width/height in the file smaller than the 64 x 64 image would clamp
+    its boxes to a sliver: named by default; ``size_mismatch='rescale'``
+    resizes the image to the annotated size (issue 14, item 1)."""
+    root = broken_copy(shapes, str(tmp_path / 'sized'),
+                       lambda data: set_image_size(data, 3, 32, 48))
+    path = osp.join(root, 'train', '000003.jpg')
+    fragments = (f'image {path} (img_id 3) decodes to 64 x 64 (h x w) but '
+                 'the annotation file gives 32 x 48',
+                 'write the real width and height into the annotation file',
+                 "size_mismatch='rescale' in train_dataloader.dataset")
+    check_fails(config_for(root), *fragments)
+    with pytest.raises(ImageSizeError, match='decodes to 64 x 64'):
+        CheckedLoadImageFromFile()(dict(img_path=path, img_id=3, height=32,
+                                        width=48))
+    (report, ) = check_dataset_config(
+        config_for(root, size_mismatch='rescale'), 'train')
+    assert report.errors == [] and report.size_mismatch == [
+        (3, (32, 48), (64, 64))]
+    assert "(size_mismatch='rescale': they are resized)" in \
+        report.warnings[0]
+    item = build_dataset(root, size_mismatch='rescale')[2]
+    assert item['data_samples'].img_id == 3
+    assert tuple(item['inputs'].shape) == (3, 32, 48)
+    boxes = item['data_samples'].gt_instances.bboxes.tensor
+    assert len(boxes) and (boxes[:, 2] <= 48).all() and \
+        (boxes[:, 3] <= 32).all()
+
+
+def test_corrupt_val_image_is_named_with_its_split(shapes, tmp_path):
+    """The check before training reads every split's image headers and
+    ends: a truncated val image is named with the val key, and the fix
+    offers no skipping (evaluation cannot skip); so does the loader's
+    (issue 14, item 8)."""
+    root = broken_copy(shapes, str(tmp_path / 'broken'))
+    path = osp.join(root, 'val', '000001.jpg')
+    truncate_file(path)
+    cfg = config_for(root)
+    cfg.val_dataloader, cfg.val_evaluator = cfg.test_dataloader, \
+        cfg.test_evaluator
+    cfg.merge_from_dict(data_overrides(root, splits=('val', )))
+    with pytest.raises(DatasetCheckError) as info:
+        check_dataset_config(cfg, 'val')
+    message = str(info.value)
+    assert 'val_dataloader.dataset: 1 image files are unreadable (image ' \
+        f'ids 1; corrupt image file {path}' in message
+    assert 'val_dataloader.dataset cannot skip images' in message
+    assert 'corrupt_images' not in message
+    dataset = build_dataset(  # built by hand: no config key, test mode
+        root, test_mode=True, ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'))
+    with pytest.raises(CorruptImageError, match=r'\(img_id 1\)\. Replace or '
+                       r'delete .*\(a test-mode dataset cannot skip'):
+        dataset[0]
+
+
 # ----------------------------------------------------------------- boxes
 BROKEN_BOXES = {  # annotation id -> bbox
     1: [10, 10, 0, 12],  # zero width
@@ -276,6 +369,29 @@ def test_invalid_boxes_error_when_strict(broken_boxes):
                 'train_dataloader.dataset')
     with pytest.raises(DatasetCheckError, match='annotation ids 2, 4'):
         build_dataset(broken_boxes, invalid_boxes='error')
+
+
+def _unknown_categories(data):
+    data['annotations'][0]['category_id'] = 7
+    data['annotations'][2]['category_id'] = 9
+
+
+def test_annotations_of_unknown_categories_warn_or_stop(shapes, tmp_path):
+    """mmdet ignores annotations whose category_id is not in "categories";
+    a warning names them (check_dataset said 'OK: 0 warning(s)'), the
+    strict setting stops on them (issue 14, item 4)."""
+    root = broken_copy(shapes, str(tmp_path / 'cats'), _unknown_categories)
+    with open(ann_path(root)) as f:
+        anns = json.load(f)['annotations']
+    named = (f'2 annotations (ids {anns[0]["id"]}, {anns[2]["id"]}) of '
+             f'{ann_path(root)} name a category_id that is not in '
+             '"categories" (7, 9): mmdet ignores them. Fix: correct those '
+             'ids or add the missing categories')
+    (report, ) = check_dataset_config(config_for(root), 'train')
+    assert report.errors == [] and report.warnings == [
+        f"{named} (invalid_boxes='error' in train_dataloader.dataset stops "
+        'on them).']
+    check_fails(config_for(root, invalid_boxes='error'), named)
 
 
 def test_no_training_image_after_filter(shapes):

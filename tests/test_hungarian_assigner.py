@@ -1,17 +1,21 @@
 """The batched assigner (all layers and images in one pass) gives exactly the
 per-image scipy solutions, and mmdet's assigner's solutions."""
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from mmdet.models.task_modules.assigners import \
     HungarianAssigner as MMDetAssigner
+from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 
+from detr_plugin.engine.hooks import NonFiniteLossHook
 from detr_plugin.models import BatchedTargets, HungarianAssigner
 from detr_plugin.testing import random_boxes
 
@@ -139,11 +143,22 @@ def test_more_boxes_than_queries_matches_every_query_and_warns_once():
         assigner.assign(logits, boxes, targets)
 
 
-def test_nan_prediction_is_named():
+def test_nan_prediction_names_the_image_and_the_iteration():
+    """NonFiniteLossHook records the batch's images in mmengine's message
+    hub before each iteration (the iteration is mmengine's); the matcher
+    names the image with a non-finite cost by them (issue 14, item 10)."""
     logits, boxes, gts, metas = make_case([2, 2])
     boxes[1, 1, 3, 0] = float('nan')
     targets = BatchedTargets.from_instances(gts, metas, torch.device('cpu'))
-    with pytest.raises(FloatingPointError, match='image 1 .* layer 1'):
+    hub = MessageHub.get_instance('test_nan_prediction')  # the current one
+    hub.update_info('iter', 6)  # as RuntimeInfoHook: 0-based
+    samples = [DetDataSample(metainfo=dict(img_id=i, img_path=f'x/{i}.jpg'))
+               for i in (11, 12)]
+    NonFiniteLossHook().before_train_iter(
+        SimpleNamespace(message_hub=hub), 6, dict(data_samples=samples))
+    with pytest.raises(FloatingPointError, match=(
+            r'iteration 7 for image x/12\.jpg \(img_id 12\) \(1 of the '
+            r'batch\) at decoder layer 1: .* Fix: lower the learning rate')):
         HungarianAssigner().assign(logits, boxes, targets)
 
 

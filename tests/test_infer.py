@@ -1,13 +1,17 @@
 """tools/infer.py and detr_plugin.apis.DETRInferencer: images in, drawn
 boxes and one COCO results JSON out."""
 import json
+import os
 import os.path as osp
+import shutil
+from unittest import mock
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from helpers.data import SHAPES_CLASSES as CLASSES
+from helpers.data import truncate_file
 from helpers.detector import IMAGE_SHAPES, write_tiny_detector
 from helpers.tools import load_tool
 from mmdet.structures import DetDataSample
@@ -91,6 +95,55 @@ def test_infer_tool_writes_drawings_and_coco_json(detector_files, tmp_path):
                 if e['file_name'] == 'a.jpg' and e['score'] >= threshold]
     assert len(kept) == len(expected)
     assert all(e['score'] >= threshold for e in kept)
+
+
+def test_infer_skips_a_corrupt_image_and_writes_the_rest(detector_files,
+                                                       tmp_path, capsys):
+    """One corrupt image aborted the run with mmcv's AssertionError and
+    every detection made was lost; it is skipped with a warning naming it,
+    the rest written, exit status 1; ``--on-error stop`` stops there
+    (issue 14, item 7)."""
+    config, checkpoint, images = detector_files
+    folder = str(tmp_path / 'in')
+    shutil.copytree(images, folder)
+    bad = osp.join(folder, 'a.jpg')  # the first of the two
+    truncate_file(bad)
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match=f'1 of 2 images skipped .*: {bad}'):
+        infer.main([config, checkpoint, folder, '--out-dir', str(out),
+                    '--score-thr', '0'])
+    assert f'skipped {bad}: ' in capsys.readouterr().err
+    entries = json.loads((out / 'results.bbox.json').read_text())
+    assert len(entries) == 10
+    assert {(e['file_name'], e['image_id']) for e in entries} == {
+        ('b.png', 0)}
+    assert os.listdir(out / 'vis') == ['b.png']
+    with pytest.raises(Exception, match='a.jpg'):
+        infer.main([config, checkpoint, folder, '--out-dir',
+                    str(tmp_path / 'stop'), '--on-error', 'stop'])
+    assert not (tmp_path / 'stop' / 'results.bbox.json').exists()
+
+
+def test_drawing_is_bounded_with_its_boxes_scaled(detector_files, tmp_path):
+    """A 6000 x 6000 image cost 4.3 GB in the visualizer: it draws on a
+    copy at most ``--draw-max-side`` px long, the boxes scaled with it
+    (issue 14, item 7)."""
+    config, checkpoint, images = detector_files
+    path = osp.join(images, 'b.png')  # 128 x 96 (h x w)
+    infer.main([config, checkpoint, path, '--out-dir', str(tmp_path),
+                '--draw-max-side', '64'])
+    assert cv2.imread(str(tmp_path / 'vis' / 'b.png')).shape == (64, 48, 3)
+    inferencer = DETRInferencer(config, checkpoint)
+    result = inferencer(path)
+    with mock.patch.object(inferencer.visualizer, 'add_datasample') as add:
+        inferencer.draw(path, result, str(tmp_path / 'x.png'), 0., 64)
+    _, image, drawn = add.call_args.args
+    assert image.shape == (64, 48, 3)
+    assert torch.allclose(drawn.pred_instances.bboxes,
+                          result.pred_instances.bboxes * 0.5)
+    assert torch.equal(drawn.pred_instances.scores,
+                       result.pred_instances.scores)
+    assert '--draw-max-side' in infer.__doc__ and '4.3 GB' in infer.__doc__
 
 
 def test_coco_results_ids_and_boxes():

@@ -17,8 +17,10 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from helpers.configs import TINY_CONFIG
-from helpers.data import make_shapes
+from helpers.data import make_shapes, truncate_file
 from helpers.tools import load_checkpoint, read_log, run_tool
+
+import detr_plugin  # noqa: F401  (its loader of local checkpoint files)
 
 # one of the 5 training images has no box: filter_empty_gt drops it
 FILTER_EMPTY = 'train_dataloader.dataset.filter_cfg.filter_empty_gt=True'
@@ -113,16 +115,115 @@ def test_test_tool_evaluates_dumps_and_draws(runs, tmp_path):
 
 
 class Payload:
-    """Stands for any object a checkpoint should not be able to build."""
+    """What a malicious checkpoint pickles: a call to os.system."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
 
 
-def test_checkpoint_with_unlisted_global_is_refused(tmp_path):
-    path = str(tmp_path / 'evil.pth')
-    torch.save(dict(state_dict={}, meta=dict(payload=Payload())), path)
+def bad_checkpoints(folder):
+    """``{kind: path}``: a malicious, a truncated, an empty and a text file.
+    """
+    paths = {kind: osp.join(folder, f'{kind}.pth')
+             for kind in ('malicious', 'truncated', 'empty', 'text')}
+    torch.save(dict(state_dict={}, meta=dict(payload=Payload(
+        osp.join(folder, 'code_ran')))), paths['malicious'])
+    torch.save(dict(state_dict={'w': torch.zeros(1000)}), paths['truncated'])
+    truncate_file(paths['truncated'], 0.5)
+    open(paths['empty'], 'wb').close()
+    with open(paths['text'], 'w') as f:
+        f.write('not a checkpoint')
+    return paths
+
+
+def test_bad_checkpoints_are_named_without_suggesting_unsafe_loading(
+        tmp_path):
+    """mmengine's loader of local files (``load_from``, ``--resume``,
+    ``tools/test.py``, mmdet's ``init_detector``) is ``safe_load``: it
+    names the file and what it refused, never torch's ``weights_only=False``
+    suggestion, and runs no code (issue 14, item 10)."""
+    paths = bad_checkpoints(str(tmp_path))
     with pytest.raises(pickle.UnpicklingError) as error:
-        CheckpointLoader.load_checkpoint(path)  # what Runner.resume calls
-    name = f'{Payload.__module__}.{Payload.__qualname__}'
-    assert f'Unsupported global: GLOBAL {name}' in str(error.value)
+        CheckpointLoader.load_checkpoint(paths['malicious'])
+    assert str(error.value).startswith(
+        f'refusing to load {paths["malicious"]} as a checkpoint: it pickles '
+        f'{os.system.__module__}.system, which is not on the allow-list '
+        "(mmengine's types, detr_plugin.engine.safe_checkpoint); unpickling "
+        'it could run arbitrary code.')
+    assert 'weights_only' not in str(error.value)
+    for kind in ('truncated', 'empty'):
+        with pytest.raises(OSError) as error:
+            CheckpointLoader.load_checkpoint(paths[kind])
+        assert str(error.value).startswith(
+            f'cannot load {paths[kind]} as a checkpoint: the file is '
+            'truncated or not a PyTorch checkpoint ('), kind
+        assert 'weights_only' not in str(error.value)
+    with pytest.raises(pickle.UnpicklingError) as error:
+        CheckpointLoader.load_checkpoint(paths['text'])
+    assert str(error.value).startswith(
+        f'refusing to load {paths["text"]} as a checkpoint: its pickle holds '
+        'what a safe load refuses (Unsupported operand 110): not a PyTorch '
+        'checkpoint, or one that could run code.')
+    assert 'weights_only' not in str(error.value)
+    assert not (tmp_path / 'code_ran').exists()
+
+
+@pytest.mark.parametrize('kind,args', [
+    ('malicious', ['train.py', TINY_CONFIG, '--resume', '{ckpt}']),
+    ('truncated', ['train.py', TINY_CONFIG, '--cfg-options',
+                   'load_from={ckpt}']),
+    ('truncated', ['test.py', TINY_CONFIG, '{ckpt}']),
+    ('malicious', ['infer.py', TINY_CONFIG, '{ckpt}',
+                   'data/shapes/val/000001.jpg']),
+], ids=['resume', 'load_from', 'test', 'infer'])
+def test_every_tool_names_a_bad_checkpoint(runs, tmp_path, kind, args):
+    ckpt = bad_checkpoints(str(tmp_path))[kind]
+    proc = run_tool([a.format(ckpt=ckpt) for a in args] + (
+        [] if args[0] == 'infer.py' else ['--work-dir', str(tmp_path)]),
+        runs['root'], check=False)
+    assert proc.returncode != 0
+    assert (f'refusing to load {ckpt} as a checkpoint: it pickles' if
+            kind == 'malicious' else f'cannot load {ckpt} as a checkpoint: '
+            'the file is truncated') in proc.out, proc.out[-3000:]
+    assert 'weights_only' not in proc.out
+    assert 'Iter(train)' not in proc.out
+    assert not (tmp_path / 'code_ran').exists()
+
+
+def test_resume_in_an_empty_work_dir_says_it_starts_from_scratch(runs,
+                                                                 tmp_path):
+    """mmengine logs "Auto resumed from the latest checkpoint None" and
+    trains from scratch (issue 14, item 10)."""
+    work = str(tmp_path / 'new')
+    proc = run_tool(['train.py', TINY_CONFIG, '--work-dir', work, '--resume',
+                     '--cfg-options', 'train_cfg.max_iters=1'], runs['root'])
+    assert f'--resume: no checkpoint found in {work} (no last_checkpoint, ' \
+        'no complete iter_*.pth or epoch_*.pth): training starts from ' \
+        'scratch.' in proc.out
+    assert 'Iter(train) [1/1]' in proc.out
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_class_count(runs,
+                                                               tmp_path):
+    """mmengine warned "size mismatch", evaluated a random classifier and
+    exited 0; tools/test.py refuses, naming both shapes and the likely fix
+    (issue 14, item 6)."""
+    ckpt = osp.join(runs['straight'], 'iter_4.pth')  # 3 classes
+    proc = run_tool(['test.py', TINY_CONFIG, ckpt, '--work-dir',
+                     str(tmp_path), '--cfg-options',
+                     'model.bbox_head.num_classes=1',
+                     'test_dataloader.dataset.metainfo.classes=[circle]'],
+                    runs['root'], check=False)
+    assert proc.returncode != 0
+    assert f'the checkpoint {ckpt} does not fit the model of the config: ' \
+        'its classifier bbox_head.fc_cls.weight is (4, 32), the model\'s ' \
+        '(2, 32): 3 classes in the checkpoint, 1 in the config' in proc.out
+    assert 'Fix: test with the config it was trained with, or set ' \
+        'model.bbox_head.num_classes=3 and metainfo.classes' in proc.out
+    assert 'coco/bbox_mAP' not in proc.out
 
 
 def test_only_history_buffer_statistics_may_be_fetched(tmp_path):
@@ -135,3 +236,22 @@ def test_only_history_buffer_statistics_may_be_fetched(tmp_path):
     torch.save(dict(bad=HistoryBuffer.update), path)
     with pytest.raises(pickle.UnpicklingError, match="'update'"):
         torch.load(path)
+
+
+def test_misfit_message_names_the_successors_classifiers():
+    """A successor's sigmoid classifiers (one per decoder layer, no
+    no-object row) are named as the classifier; other tensors of another
+    shape are counted as another model's (issue 14, item 6)."""
+    from detr_plugin.engine.hooks.adapt_checkpoint import misfit_message
+    text = misfit_message('x.pth', [
+        ('bbox_head.cls_branches.0.weight', (80, 256), (3, 256)),
+        ('bbox_head.cls_branches.0.bias', (80, ), (3, )),
+        ('query_embedding.weight', (300, 256), (100, 256))], num_classes=3)
+    assert text.startswith(
+        'the checkpoint x.pth does not fit the model of the config: its '
+        'classifier bbox_head.cls_branches.0.weight is (80, 256), the '
+        "model's (3, 256): 80 classes in the checkpoint, 3 in the config")
+    assert text.endswith(
+        '1 other tensors differ in shape (e.g. query_embedding.weight: '
+        '(300, 256) in the checkpoint, (100, 256) in the model): it is of '
+        'another model. Fix: use the config it was trained with.')

@@ -26,10 +26,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers.configs import tiny_train_config, write_config
-from helpers.data import broken_copy, truncate_file
+from helpers.configs import (add_eval_split, tiny_config, tiny_train_config,
+                             write_config)
+from helpers.data import (broken_copy, edit_annotations, set_image_size,
+                          truncate_file, write_rotated_jpeg)
 from helpers.tools import load_checkpoint, run_tool, run_until_stalled
 
+from detr_plugin.engine import cli
 from detr_plugin.engine.hooks import (AtomicCheckpointHook, NonFiniteLossHook,
                                       atomic_write, find_resumable_checkpoint,
                                       is_complete_checkpoint, nonfinite_terms)
@@ -68,18 +71,24 @@ def assert_finished(proc, work_dir, iteration=4):
 
 # ------------------------------------------------------- corrupt images
 def test_truncated_image_stops_then_is_skipped_on_resume(shapes, tmp_path):
+    """An image cut short after a run saved iteration 2: ``--resume`` stops
+    before its first iteration (the check reads each file's end) naming the
+    file and the fix, iteration 2 kept; with ``corrupt_images=skip`` the
+    run goes on, the loader skipping the file at iteration 3."""
     root = broken_copy(shapes, str(tmp_path / 'data'))
-    bad = osp.join(root, 'train', '000003.jpg')  # read by iteration 3
-    truncate_file(bad)
     cfg = write_config(tiny_train_config(root), str(tmp_path / 'cfg.py'))
     work = str(tmp_path / 'work')
+    run_tool(['train.py', cfg, '--work-dir', work, '--cfg-options',
+              'train_cfg.max_iters=2'], str(tmp_path))
+    bad = osp.join(root, 'train', '000003.jpg')  # read by iteration 3
+    truncate_file(bad)
 
-    proc = run_tool(['train.py', cfg, '--work-dir', work], str(tmp_path),
-                    check=False)
+    proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume'],
+                    str(tmp_path), check=False)
     assert proc.returncode != 0
-    assert f'CorruptImageError: corrupt image file {bad}' in proc.out
-    assert '(img_id 3)' in proc.out
+    assert f'image ids 3; corrupt image file {bad}' in proc.out
     assert 'train_dataloader.dataset.corrupt_images=skip' in proc.out
+    assert 'Iter(train)' not in proc.out
     assert_stopped_at_good_checkpoint(work)
 
     proc = run_tool(['train.py', cfg, '--work-dir', work, '--resume',
@@ -317,6 +326,16 @@ def _deleted_image(cfg, root):
     os.remove(osp.join(root, 'train', '000002.jpg'))
 
 
+def _exif_rotated_image(cfg, root):
+    edit_annotations(root, lambda data: set_image_size(data, 2, 48, 64))
+    write_rotated_jpeg(osp.join(root, 'train', '000002.jpg'), 48, 64)
+
+
+def _corrupt_val_image(cfg, root):
+    truncate_file(osp.join(root, 'val', '000001.jpg'))
+    add_eval_split(cfg, root, 'val')
+
+
 BAD_DATA = {
     'wrong num_classes': (_wrong_num_classes, [
         'model.bbox_head.num_classes is 80 but train_dataloader.dataset '
@@ -328,6 +347,15 @@ BAD_DATA = {
         'instances_train.json', 'is not valid JSON']),
     'deleted image': (_deleted_image, [
         '1 of the image files listed in', '000002.jpg']),
+    # issue 14, item 1: trained silently with wrong boxes
+    'EXIF-rotated image': (_exif_rotated_image, [
+        '000002.jpg (img_id 2) decodes to 64 x 48 (h x w) but the annotation '
+        'file gives 48 x 64', 'EXIF orientation 6',
+        "color_type='color_ignore_orientation'"]),
+    # issue 14, item 8: found at the first validation, after an epoch
+    'corrupt val image': (_corrupt_val_image, [
+        'the val data of the config', 'val_dataloader.dataset: 1 image files'
+        ' are unreadable', 'val/000001.jpg', 'cannot skip images']),
 }
 
 
@@ -357,18 +385,7 @@ def test_test_tool_checks_the_test_split_first(shapes, tmp_path):
     (the checkpoint path need not even exist)."""
     root = broken_copy(shapes, str(tmp_path / 'shapes'))
     os.remove(osp.join(root, 'val', '000001.jpg'))
-    cfg = tiny_train_config(root)
-    cfg.test_dataloader = dict(
-        batch_size=1, num_workers=0, persistent_workers=False,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(
-            cfg.train_dataloader.dataset, test_mode=True,
-            ann_file='annotations/instances_val.json',
-            data_prefix=dict(img='val/')))
-    cfg.test_cfg = dict(type='TestLoop')
-    cfg.test_evaluator = dict(
-        type='CocoMetric', metric='bbox',
-        ann_file=osp.join(root, 'annotations', 'instances_val.json'))
+    cfg = add_eval_split(tiny_train_config(root), root, 'test')
     proc = run_tool(['test.py', write_config(cfg, str(tmp_path / 'c.py')),
                      str(tmp_path / 'no_such.pth'), '--work-dir',
                      str(tmp_path / 'work')], str(tmp_path), check=False)
@@ -376,3 +393,56 @@ def test_test_tool_checks_the_test_split_first(shapes, tmp_path):
     assert 'DatasetCheckError' in proc.out
     assert 'test_dataloader.dataset' in proc.out
     assert '000001.jpg' in proc.out
+
+
+# ------------------------------------------- mistakes in the config itself
+CONFIG_MISTAKES = {
+    # issue 14, item 5: an epoch trained, then no checkpoint at the save
+    'hook argument typo': ('default_hooks.checkpoint.max_keep_ckpt=2', [
+        'error: default_hooks.checkpoint.max_keep_ckpt: AtomicCheckpointHook '
+        "takes no argument 'max_keep_ckpt' (did you mean max_keep_ckpts?)"]),
+    # issue 14, item 10: raw tracebacks from deep inside mmengine
+    'value of the wrong type': ('optim_wrapper.optimizer.lr=abc', [
+        'error: --cfg-options optim_wrapper.optimizer.lr=abc: expected a '
+        "number, like the config's value 0.001"]),
+    'empty subset': ('train_dataloader.dataset.indices=0', [
+        'train_dataloader.dataset.indices=0 keeps none of its images. Fix: '
+        'indices=None for all']),
+}
+
+
+@pytest.mark.parametrize('case', list(CONFIG_MISTAKES))
+def test_config_mistakes_stop_train_before_the_first_iteration(
+        shapes, tmp_path, case):
+    """Found before the runner trains (the first two before the data is
+    even read), the key named, one line where it is not a data problem."""
+    option, fragments = CONFIG_MISTAKES[case]
+    cfg = write_config(tiny_train_config(shapes), str(tmp_path / 'c.py'))
+    proc = run_tool(['train.py', cfg, '--work-dir', str(tmp_path / 'work'),
+                     '--cfg-options', option], str(tmp_path), check=False)
+    assert proc.returncode != 0
+    for fragment in fragments:
+        assert fragment in proc.out, proc.out[-3000:]
+    assert 'Iter(train)' not in proc.out
+    assert ('Traceback' in proc.out) == (case == 'empty subset')
+
+
+def test_hook_arguments_are_checked_against_each_hook_class():
+    """mmengine's own CheckpointHook too; a hook without ``**kwargs`` names
+    its own arguments; EMAHook's extra arguments are its model's."""
+    cfg = tiny_config()
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
+                                        max_keep=1)
+    with pytest.raises(SystemExit, match=r'default_hooks\.checkpoint\.'
+                       r"max_keep: CheckpointHook takes no argument 'max_keep"
+                       r"' \(did you mean max_keep_ckpts\?\)"):
+        cli.check_hook_arguments(cfg)
+    cfg = tiny_config()
+    cfg.custom_hooks = [dict(type='EMAHook', momentum=0.001),
+                        dict(type='NonFiniteLossHook', acton='skip')]
+    with pytest.raises(SystemExit, match=r"custom_hooks\.1\.acton: "
+                       r"NonFiniteLossHook takes no argument 'acton' \(did "
+                       r'you mean action\?\)'):
+        cli.check_hook_arguments(cfg)
+    cfg.custom_hooks.pop()
+    cli.check_hook_arguments(cfg)  # passes

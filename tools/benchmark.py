@@ -27,6 +27,7 @@ from typing import Callable, Dict, List
 
 import torch
 
+from detr_plugin.engine import cpu_autocast
 from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
                                          same_proposal_ranking,
                                          train_without_dropout)
@@ -238,6 +239,14 @@ def bench_train_step(theirs, ours, device, repeats, amp=False):
     return interleaved_medians(runs, repeats, 1, device)
 
 
+def amp_dtype(device: str) -> str:
+    """What ``amp_train_step`` runs in: bf16 autocast, or fp32 where
+    ``tools/train.py --amp`` trains in fp32 (a CPU without native bf16)."""
+    if device == 'cuda' or cpu_autocast.native_bf16():
+        return 'bfloat16'
+    return 'float32 (no native bf16 on this CPU: --amp trains in fp32)'
+
+
 def first_step_loss_gap(ours, device) -> float:
     """Largest relative difference of the losses of one batch, bf16 vs
     fp32 (eval mode: dropout would make them differ at random)."""
@@ -388,9 +397,13 @@ def main() -> None:
               f'{results["transformer_infer_memory_ratio"]:.2f}')
     if want('train_step'):
         record('train_step', bench_train_step(theirs, ours, dev, rep))
+    bf16 = amp_dtype(dev) == 'bfloat16'
     if want('amp_train_step'):
+        results['amp_dtype'] = amp_dtype(dev)
+        print(f'{"amp dtype":>20}: {results["amp_dtype"]}')
         record('amp_train_step',
-               bench_train_step(theirs, ours, dev, rep, amp=True))
+               bench_train_step(theirs, ours, dev, rep, amp=bf16))
+    if want('amp_train_step') and bf16:
         results['amp_first_step_loss_rel_gap'] = round(
             first_step_loss_gap(ours, dev), 4)
         print(f'{"bf16 loss gap":>20}: '

@@ -38,8 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='draw at most this many images (default: all)')
     parser.add_argument(
         '--no-decode', action='store_true',
-        help='only check that image files exist (no decoding: faster on '
-        'large sets, but corrupt files are not found)')
+        help='read only the header and end of each image file (its size, '
+        'EXIF orientation, a cut end), as tools/train.py does, instead of '
+        'decoding it: faster on large sets, but a file damaged inside is '
+        'not found')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, as in tools/train.py')

@@ -53,6 +53,7 @@ def main(argv=None):
     setup_cache_size_limit_of_dynamo()
     cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
+    cli.refuse_misfit_checkpoints(cfg)  # e.g. another class count
     cli.init_process_group(cfg)  # the check runs on rank 0
     check_dataset_config(cfg, 'test', hand_off=True)  # before the model
     if args.show or args.show_dir:

@@ -48,6 +48,7 @@ def main(argv=None):
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     setup_cache_size_limit_of_dynamo()
     cfg = cli.load_config(args)
+    cli.check_hook_arguments(cfg)  # a typo fails now, not at the first save
     if args.amp:
         cli.enable_amp(cfg)
     if args.auto_scale_lr:

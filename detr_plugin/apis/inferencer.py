@@ -6,7 +6,7 @@ import copy
 import glob
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import Compose
@@ -33,6 +33,25 @@ def list_images(source: str) -> List[str]:
         raise FileNotFoundError(f'no image ({", ".join(IMAGE_EXTENSIONS)}) '
                                 f'found at {source!r}')
     return images
+
+
+def rescaled(result: DetDataSample, scale: float,
+             shape: Tuple[int, int]) -> DetDataSample:
+    """The predictions of ``result`` for the image resized by ``scale`` to
+    ``shape`` ``(h, w)``: boxes scaled, masks and the panoptic map resized
+    (nearest)."""
+    import torch.nn.functional as F
+    from mmengine.structures import PixelData
+    pred = result.pred_instances.clone()
+    pred.bboxes = pred.bboxes * scale
+    if 'masks' in pred:
+        pred.masks = F.interpolate(pred.masks[None].float(), shape)[0] > 0.5
+    out = DetDataSample(pred_instances=pred)
+    if 'pred_panoptic_seg' in result:
+        seg = result.pred_panoptic_seg.sem_seg
+        out.pred_panoptic_seg = PixelData(sem_seg=F.interpolate(
+            seg[None].float(), shape)[0].to(seg.dtype))
+    return out
 
 
 class DETRInferencer:
@@ -108,13 +127,20 @@ class DETRInferencer:
         return self._visualizer
 
     def draw(self, image_path: str, result: DetDataSample, out_file: str,
-             score_thr: float, panoptic_file: Optional[str] = None) -> None:
+             score_thr: float, max_side: Optional[int] = None,
+             panoptic_file: Optional[str] = None) -> None:
         """Write ``image_path`` with the labelled boxes (and masks, if the
-        model predicts them) scoring at least ``score_thr`` to ``out_file``;
-        a panoptic prediction, to ``panoptic_file`` when given."""
+        model predicts them) scoring at least ``score_thr`` to ``out_file``,
+        shrunk (predictions scaled) to at most ``max_side`` pixels on its
+        longer side; a panoptic prediction, to ``panoptic_file`` when
+        given."""
         import mmcv
         image = mmcv.imread(image_path, channel_order='rgb')
         name = osp.basename(image_path)
+        scale = min(1., (max_side or np.inf) / max(image.shape[:2]))
+        if scale < 1:
+            image = mmcv.imrescale(image, scale)
+            result = rescaled(result, scale, image.shape[:2])
         detections = DetDataSample(pred_instances=result.pred_instances)
         self.visualizer.add_datasample(
             name, image, detections, draw_gt=False, show=False,

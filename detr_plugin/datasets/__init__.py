@@ -7,11 +7,12 @@ from .dataset_check import audit_split, check_dataset_config
 from .filter_logging import FilterLogMixin, LoggingCocoDataset
 from .synthetic_panoptic import STUFF, generate_panoptic_shapes_dataset
 from .synthetic_shapes import SHAPES, generate_shapes_dataset
-from .transforms import CheckedLoadImageFromFile, CorruptImageError
+from .transforms import (CheckedLoadImageFromFile, CorruptImageError,
+                         ImageSizeError)
 
 __all__ = [
     'CheckedCocoDataset', 'DatasetReport', 'DatasetCheckError', 'audit_split',
     'check_dataset_config', 'FilterLogMixin', 'LoggingCocoDataset', 'SHAPES',
     'STUFF', 'generate_panoptic_shapes_dataset', 'generate_shapes_dataset',
-    'CheckedLoadImageFromFile', 'CorruptImageError'
+    'CheckedLoadImageFromFile', 'CorruptImageError', 'ImageSizeError'
 ]

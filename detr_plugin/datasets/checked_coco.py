@@ -20,9 +20,11 @@ from ..registry import DATASETS
 from .coco_annotations import (DatasetCheckError, check_box, ids_text,
                                load_coco_json, match_classes)
 from .filter_logging import FilterLogMixin
+from .transforms import CheckedLoadImageFromFile
 
 ACTIONS = dict(invalid_boxes=('drop', 'error'),
-               corrupt_images=('error', 'skip'))
+               corrupt_images=('error', 'skip'),
+               size_mismatch=('error', 'rescale'))
 LOADERS = ('LoadImageFromFile', 'CheckedLoadImageFromFile')
 # what load_data_list sets on a CocoDataset, and our report
 LOADED = ('cat_ids', 'cat2label', 'cat_img_map', 'report')
@@ -121,16 +123,22 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         corrupt_images: ``'error'`` (default): a corrupt image file stops the
             run naming it; ``'skip'``: skip it with a warning (training only:
             mmengine fetches another image).
+        size_mismatch: an image whose decoded size is not its annotation's:
+            ``'error'`` (default) names it; ``'rescale'`` resizes it to the
+            annotation's size (boxes drawn on a resized copy).
     """
 
     def __init__(self, *args, invalid_boxes: str = 'drop',
-                 corrupt_images: str = 'error', **kwargs) -> None:
+                 corrupt_images: str = 'error', size_mismatch: str = 'error',
+                 **kwargs) -> None:
         for name, value in (('invalid_boxes', invalid_boxes),
-                            ('corrupt_images', corrupt_images)):
+                            ('corrupt_images', corrupt_images),
+                            ('size_mismatch', size_mismatch)):
             if value not in ACTIONS[name]:
                 raise ValueError(f'{name} must be one of {ACTIONS[name]}, '
                                  f'got {value!r}')
         self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
+        self.size_mismatch = size_mismatch
         self.config_key = ''  # the check sets it, for the messages
         self._loaded = (None, None)  # hand-off key, loaded list
         self._arguments = json.dumps(  # what the loaded annotations depend on
@@ -139,7 +147,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             sort_keys=True, default=repr)
         kwargs['pipeline'] = [
             dict(t, type=LOADERS[1], skip_corrupt=t.get(
-                'skip_corrupt', corrupt_images == 'skip'))
+                'skip_corrupt', corrupt_images == 'skip'),
+                 size_mismatch=t.get('size_mismatch', size_mismatch))
             if isinstance(t, dict) and t.get('type') in LOADERS else t
             for t in kwargs.get('pipeline') or []]
         super().__init__(*args, **kwargs)
@@ -157,6 +166,15 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         if key:
             _HANDED_OVER[key] = dict(data_list=data_list, **{
                 k: getattr(self, k) for k in LOADED})
+
+    def full_init(self) -> None:
+        """mmdet's, then its image loader learns the config key (for the
+        fixes it names)."""
+        super().full_init()
+        for t in self.pipeline.transforms:
+            if isinstance(t, CheckedLoadImageFromFile):
+                t.config_key = self.report.key or (
+                    'a test-mode dataset' if self.test_mode else '')
 
     def load_data_list(self) -> List[dict]:
         """Take what :meth:`keep_for_next_build` left (logging its warnings
@@ -178,14 +196,23 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         match_classes(classes, data['categories'], self.ann_file,
                       f'{prefix}metainfo.classes')
         report.parsed, report.num_images = True, len(data['images'])
-        image_ids = {img['id'] for img in data['images']}
-        orphans = [ann['id'] for ann in data['annotations']
-                   if ann['image_id'] not in image_ids]
-        if orphans:
-            report.warn(
-                f'{len(orphans)} annotations (ids {ids_text(orphans)}) of '
-                f'{self.ann_file} name an image_id that is not in "images"; '
-                'mmdet ignores them.')
+        for field, name in (('image_id', 'images'),
+                            ('category_id', 'categories')):
+            known = {item['id'] for item in data[name]}
+            stray = [ann for ann in data['annotations']
+                     if ann[field] not in known]
+            if not stray:
+                continue
+            text = (f'{len(stray)} annotations (ids '
+                    f'{ids_text([ann["id"] for ann in stray])}) of '
+                    f'{self.ann_file} name a {field} that is not in "{name}"'
+                    f' ({ids_text(sorted({a[field] for a in stray}, key=str))}'
+                    '): mmdet ignores them. Fix: correct those ids or add '
+                    f'the missing {name}')
+            if self.invalid_boxes == 'error':
+                raise DatasetCheckError(f'{text}.')
+            report.warn(f"{text} (invalid_boxes='error' in "
+                        f"{self.config_key or 'the dataset'} stops on them).")
         self.COCOAPI = partial(_coco_api, data)
         try:
             data_list = super().load_data_list()

@@ -5,6 +5,7 @@ import logging
 import os.path as osp
 from typing import List, Tuple
 
+from mmcv.transforms import LoadImageFromFile
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.logging import MMLogger, print_log
@@ -14,7 +15,9 @@ from ..registry import DATASETS
 from .checked_coco import CheckedCocoDataset, DatasetReport
 from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
                                match_classes)
-from .transforms import CorruptImageError, decode_image
+from .transforms import (CheckedLoadImageFromFile, CorruptImageError,
+                         decode_image, image_header)
+from .transforms.checked_loading import rotates, size_error
 
 SPLITS = ('train', 'val', 'test')
 
@@ -57,7 +60,14 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
         dataset.full_init()
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
-    report = dataset.report
+    report, indices = dataset.report, ds_cfg.get('indices')
+    if report.parsed and not (report.errors or dataset.data_list):
+        report.errors.append(
+            f'{key}.indices={indices!r} keeps none of its images. Fix: '
+            'indices=None for all, N > 0 for the first N, or a list of '
+            'positions.' if indices is not None else
+            f'{key}: {report.ann_file} lists no image. Fix: point ann_file '
+            'at the annotations of this split.')
     if report.parsed and not (dataset.test_mode or report.errors
                               or report.num_boxes):
         report.errors.append(
@@ -72,29 +82,45 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
 
 
 def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
-    """Each image the dataset lists exists (``decode``: and decodes to the
-    size its annotation gives); problems go to its report."""
+    """Each image the dataset lists exists, has a readable header and whole
+    end, and is the size its annotation gives as its loader decodes it
+    (decoded when the end is cut or its loader applies an EXIF orientation;
+    ``decode``: every image); problems go to its report."""
     report, key = dataset.report, dataset.report.key
     if not osp.isdir(report.img_dir or '.'):
         report.errors.append(
             f'{key}.data_prefix.img: image folder not found: '
             f'{report.img_dir}. Fix: check data_root + data_prefix.img.')
         return
+    loader = next((t for t in dataset.pipeline.transforms
+                   if isinstance(t, LoadImageFromFile)),
+                  CheckedLoadImageFromFile())
+    rotated = []  # (img_id, orientation) of rotations that keep the size
     for info in dataset.data_list:  # loaded, not serialized
         img_id, path = info['img_id'], info['img_path']
         size = (info['height'], info['width'])
         if not osp.isfile(path):
             report.missing_files.append((img_id, path))
-        elif decode:
-            with open(path, 'rb') as f:
-                try:
-                    shape = decode_image(f.read(), path).shape[:2]
-                except CorruptImageError as e:
-                    report.corrupt_files.append((img_id, str(e)))
-                    continue
-            if shape != size:
-                report.size_mismatch.append((img_id, size, shape))
-    report.files_checked = 'exist and decode' if decode else 'exist'
+            continue
+        try:
+            shape, orientation, whole = image_header(path)
+            orientation = orientation if rotates(loader) else 1
+            if decode or not whole or orientation != 1:  # as it is loaded
+                with open(path, 'rb') as f:
+                    shape = decode_image(f.read(), path, loader.color_type,
+                                         loader.imdecode_backend).shape[:2]
+        except CorruptImageError as e:
+            report.corrupt_files.append((img_id, str(e)))
+            continue
+        if shape != size:
+            report.size_mismatch.append((img_id, size, shape))
+            if len(report.size_mismatch) == 1:
+                first = size_error(path, img_id, key, size, shape,
+                                   orientation)
+        elif orientation in (2, 3, 4):  # mirrored, or turned 180
+            rotated.append((img_id, orientation))
+    report.files_checked = 'exist and decode' if decode else \
+        'exist, header and end read'
     if report.missing_files:
         ids = [i for i, _ in report.missing_files]
         report.errors.append(
@@ -111,17 +137,25 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
                for t in dataset.pipeline.transforms):
             report.warn(f"{text} Training skips them (corrupt_images='skip').")
         else:
-            report.errors.append(
-                f'{text} Fix: replace or delete them, or skip them while '
-                f"training with corrupt_images='skip' in {key} (a "
-                'CheckedCocoDataset).')
+            loader.config_key = key
+            report.errors.append(f'{text} {loader.corrupt_fix()}.')
     if report.size_mismatch:
-        img_id, declared, actual = report.size_mismatch[0]
+        text = (f'{key}: {len(report.size_mismatch)} images are not the size '
+                'the annotation file gives (image ids '
+                f'{ids_text([i for i, _, _ in report.size_mismatch])}); the '
+                f'first: {first}')
+        if dataset.size_mismatch == 'rescale':
+            report.warn(f"{text} (size_mismatch='rescale': they are resized)")
+        else:
+            report.errors.append(text)
+    if rotated:
         report.warn(
-            f'{key}: {len(report.size_mismatch)} images decode to a size '
-            'other than their width/height in the annotation file (e.g. '
-            f'image {img_id}: {declared} declared, {actual} decoded, as (h, '
-            'w)); their boxes may be misplaced (an EXIF rotation?).')
+            f'{key}: {len(rotated)} images have an EXIF orientation that '
+            'mmcv applies on loading without changing their size (image ids '
+            f'{ids_text([i for i, _ in rotated])}; orientations '
+            f'{sorted({o for _, o in rotated})}): if their boxes were drawn '
+            'on the stored pixels, they are mirrored or rotated. Fix then: '
+            "color_type='color_ignore_orientation' in LoadImageFromFile.")
 
 
 def config_errors(cfg: Config, split: str, reports) -> List[str]:

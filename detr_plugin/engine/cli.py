@@ -5,12 +5,18 @@ The flags and their meaning are mmdet 3.x's (``--work-dir``, ``--cfg-options``,
 CUDA gets settings that work there (see :func:`adapt_to_device`).
 """
 import argparse
+import logging
 import os
 import os.path as osp
+from difflib import get_close_matches
+from inspect import signature
 from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+from . import cpu_autocast
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +47,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_option_types(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -49,6 +56,61 @@ def load_config(args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     adapt_to_device(cfg)
     return cfg
+
+
+def check_option_types(cfg: Config, options: dict) -> None:
+    """Each ``--cfg-options`` value replacing a number or a bool of the
+    config is one too (mmengine would fail later with a raw traceback);
+    else exit with one line naming the key."""
+    for key, value in options.items():
+        old = cfg
+        for part in key.split('.'):
+            old = old[int(part)] if isinstance(old, (list, tuple)) and \
+                part.isdigit() and int(part) < len(old) else \
+                old.get(part) if isinstance(old, (dict, Config)) else None
+        kind = 'True or False' if isinstance(old, bool) else 'a number' \
+            if isinstance(old, (int, float)) else None
+        if kind and value is not None and (
+                isinstance(value, bool) != isinstance(old, bool)
+                or not isinstance(value, (int, float))):
+            raise SystemExit(f'error: --cfg-options {key}={value}: expected '
+                             f'{kind}, like the config\'s value {old!r}')
+
+
+def check_hook_arguments(cfg: Config) -> None:
+    """Each hook config of ``default_hooks`` and ``custom_hooks`` gives only
+    arguments its class takes: mmengine builds hooks with the runner, and
+    ``CheckpointHook`` passes unknown ones to ``Runner.save_checkpoint``,
+    which fails at the first save, after an epoch. Else exit with one line
+    naming the key."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.registry import DefaultScope
+
+    from ..registry import HOOKS
+    hooks = [(f'default_hooks.{name}', hook) for name, hook in
+             (cfg.get('default_hooks') or {}).items()] + \
+        [(f'custom_hooks.{i}', hook)
+         for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        for key, hook in hooks:
+            kind = hook.get('type') if isinstance(hook, dict) else None
+            cls = HOOKS.get(kind) if isinstance(kind, str) else kind
+            if not isinstance(cls, type):
+                continue  # none, built, or unknown: the runner names it
+            params = [p for c in cls.__mro__[:-1]  # not object's
+                      if '__init__' in vars(c)
+                      for p in signature(c.__init__).parameters.values()]
+            if not issubclass(cls, CheckpointHook) and \
+                    any(p.kind is p.VAR_KEYWORD for p in params):
+                continue  # e.g. EMAHook: the rest is the model's
+            names = {p.name for p in params if p.kind in (
+                p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}
+            for arg in sorted(set(hook) - names - {'type'}):
+                close = get_close_matches(arg, names, 1)
+                raise SystemExit(
+                    f'error: {key}.{arg}: {cls.__name__} takes no argument '
+                    f'{arg!r}' + (f' (did you mean {close[0]}?)' if close
+                                  else '') + '; remove or rename it.')
 
 
 def adapt_to_device(cfg: Config) -> None:
@@ -73,13 +135,24 @@ def adapt_to_device(cfg: Config) -> None:
 
 def enable_amp(cfg: Config) -> None:
     """Mixed precision: mmengine's ``AmpOptimWrapper`` (fp16, dynamic loss
-    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on the CPU."""
+    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on a CPU with
+    native bf16; on other CPUs fp32 with a warning, unless the config (or
+    ``--cfg-options``) already names that wrapper."""
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-    else:
+    elif cpu_autocast.native_bf16() or \
+            cfg.optim_wrapper.get('type') == 'CPUAutocastOptimWrapper':
         cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
-        cfg.optim_wrapper.dtype = 'bfloat16'
+        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    else:
+        print_log(
+            '--amp: this CPU has no native bf16 (torch.ops.mkldnn.'
+            '_is_mkldnn_bf16_supported() is False; capability '
+            f'{torch.backends.cpu.get_cpu_capability()}), where bf16 autocast'
+            ' makes training 8-24x slower: training in fp32 instead. To '
+            'force bf16: --cfg-options optim_wrapper.type='
+            'CPUAutocastOptimWrapper', logger='current', level=logging.WARNING)
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
@@ -100,6 +173,19 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
     elif resume is not None:
         cfg.resume = True
         cfg.load_from = resume
+
+
+def refuse_misfit_checkpoints(cfg: Config) -> None:
+    """Make the config's ``AdaptCheckpointHook`` (or a new one) refuse a
+    checkpoint with tensors of other shapes than the model's: mmengine
+    would warn and evaluate them random (``tools/test.py``)."""
+    hooks = [h for h in cfg.get('custom_hooks') or []
+             if isinstance(h, dict) and h.get('type') == 'AdaptCheckpointHook']
+    for hook in hooks:
+        hook['on_mismatch'] = 'error'
+    if not hooks:
+        cfg.custom_hooks = [*(cfg.get('custom_hooks') or []), dict(
+            type='AdaptCheckpointHook', on_mismatch='error')]
 
 
 def init_process_group(cfg: Config) -> None:

@@ -15,6 +15,13 @@ from torch import nn
 from ..registry import OPTIM_WRAPPERS
 
 
+def native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX).
+    Without, bf16 autocast is emulated: a DETR R50 training step took 96 s
+    against 4 s in fp32 on an AVX2-only AMD EPYC."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 @OPTIM_WRAPPERS.register_module()
 class CPUAutocastOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose ``optim_context`` enables CPU autocast.

@@ -11,15 +11,23 @@ exactly those globals: ``HistoryBuffer``; numpy's ``ndarray``, ``dtype``,
 ``_reconstruct`` and ``scalar`` (under the numpy 2 ``numpy._core`` and numpy 1
 ``numpy.core`` paths) and the dtype classes of the bool and numeric dtypes
 (not the object dtype); ``getattr`` bound to
-:func:`history_buffer_statistic`. Anything else is still refused by torch,
-naming the global; ``weights_only=False`` (arbitrary code) is never set.
+:func:`history_buffer_statistic`. Anything else is still refused;
+``weights_only=False`` (arbitrary code) is never set. torch's refusals
+suggest it and do not name the file: :func:`safe_load` names the file and
+what it refused, and is mmengine's loader of local files (``load_from``,
+``--resume``, ``tools/test.py``, mmdet's ``init_detector``).
 """
+import os.path as osp
 import pickle
-from typing import Any, Callable, List, Tuple, Union
+import re
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+
+from .hooks.atomic_checkpoint import is_complete_checkpoint
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
@@ -66,7 +74,73 @@ MMENGINE_CHECKPOINT_GLOBALS: List[SafeGlobal] = [
 ]
 
 
+def _name(obj: SafeGlobal) -> str:
+    return obj[1] if isinstance(obj, tuple) else \
+        f'{obj.__module__}.{obj.__name__}'
+
+
+def safe_load(path: str, what: str = 'a checkpoint',
+              allowed: Optional[Sequence[SafeGlobal]] = None,
+              map_location='cpu') -> Any:
+    """``torch.load(weights_only=True)`` of ``path`` with exactly the
+    ``allowed`` globals (None: the process-wide allow-list).
+
+    Raises:
+        pickle.UnpicklingError: naming the file and the refused global, when
+            the file pickles anything else (it could run code on loading).
+        OSError: naming the file, when it is truncated or not a checkpoint.
+    """
+    # Exactly `allowed`, and the process-wide allow-list restored
+    # afterwards: torch's `safe_globals` context manager would remove on
+    # exit even globals that were allowed before it.
+    previous = torch.serialization.get_safe_globals()
+    if allowed is not None:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(list(allowed))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r'GLOBAL (\S+)', str(error))
+        names = ', '.join(map(_name, allowed)) if allowed is not None else \
+            "mmengine's types, detr_plugin.engine.safe_checkpoint"
+        said = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(\n\n|$)',
+                         str(error), re.S)
+        raise pickle.UnpicklingError(
+            f'refusing to load {path} as {what}: ' + (
+                f'it pickles {found.group(1)}, which is not on the '
+                f'allow-list ({names}); unpickling it could run arbitrary '
+                'code.' if found else 'its pickle holds what a safe load '
+                f'refuses ({said.group(1) if said else error}): not a '
+                'PyTorch checkpoint, or one that could run code.') +
+            ' Use checkpoints saved by mmengine, or converted from a '
+            'trusted release by tools/convert_checkpoint.py.') from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as error:
+        if is_complete_checkpoint(path):
+            raise  # another problem than the file (e.g. map_location)
+        said = str(error).split('. ')[0]
+        raise OSError(
+            f'cannot load {path} as {what}: the file is truncated or not a '
+            f'PyTorch checkpoint ({type(error).__name__}'
+            f'{": " + said if said else ""}). Fix: copy it again, or use '
+            'another checkpoint (e.g. an earlier one of its work dir).'
+        ) from None
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(previous)
+
+
+def load_from_local(filename: str, map_location=None) -> Any:
+    """mmengine's loader of local checkpoint files, by :func:`safe_load`
+    (registered for them when :mod:`detr_plugin.engine` is imported)."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    return safe_load(filename, map_location=map_location)
+
+
 def allow_mmengine_checkpoint_globals() -> None:
-    """Register :data:`MMENGINE_CHECKPOINT_GLOBALS` with torch (idempotent;
-    done when :mod:`detr_plugin.engine` is imported)."""
+    """Register :data:`MMENGINE_CHECKPOINT_GLOBALS` with torch and
+    :func:`load_from_local` with mmengine (idempotent; done when
+    :mod:`detr_plugin.engine` is imported)."""
     torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+    CheckpointLoader.register_scheme('', load_from_local, force=True)

@@ -13,6 +13,7 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from mmengine.logging import MessageHub
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
@@ -135,10 +136,17 @@ class HungarianAssigner:
             img_cost = cost[img, :, :, :num_gts]
             if not np.isfinite(img_cost).all():
                 layer = int(np.argwhere(~np.isfinite(img_cost))[0, 0])
+                # the batch's images, as NonFiniteLossHook records them
+                hub = MessageHub.get_current_instance()
+                names = hub.get_info('train_batch_images') or []
                 raise FloatingPointError(
-                    f'Non-finite matching cost for image {img} of the batch '
-                    f'at decoder layer {layer}: the predictions contain NaN '
-                    f'or inf (diverged training?).')
+                    'Non-finite matching cost at iteration '
+                    f'{hub.get_info("iter", -1) + 1} for image '
+                    f'{names[img] if img < len(names) else "?"} ({img} of '
+                    f'the batch) at decoder layer {layer}: the predictions '
+                    'contain NaN or inf (diverged training?). Fix: lower '
+                    'the learning rate, keep clip_grad, check the data '
+                    '(python tools/check_dataset.py CONFIG).')
             jobs.extend((layer, img, img_cost[layer])
                         for layer in range(num_layers))
         solutions = _solve_all([job[2] for job in jobs])

@@ -90,6 +90,23 @@ def tiny_train_config(root: str, classes: Sequence[str] = SHAPES_CLASSES,
     return cfg
 
 
+def add_eval_split(cfg: Config, root: str, split: str = 'val') -> Config:
+    """Give a :func:`tiny_train_config` a ``{split}`` loop, dataloader and
+    COCO metric on ``root``'s val images."""
+    cfg[f'{split}_dataloader'] = dict(
+        batch_size=1, num_workers=0, persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(
+            cfg.train_dataloader.dataset, test_mode=True,
+            ann_file='annotations/instances_val.json',
+            data_prefix=dict(img='val/')))
+    cfg[f'{split}_cfg'] = dict(type=f'{split.capitalize()}Loop')
+    cfg[f'{split}_evaluator'] = dict(
+        type='CocoMetric', metric='bbox',
+        ann_file=osp.join(root, 'annotations', 'instances_val.json'))
+    return cfg
+
+
 def write_config(cfg: Config, path: str) -> str:
     cfg.dump(path)
     return path

@@ -30,13 +30,43 @@ def broken_copy(src: str, dst: str,
     parsed ``annotations/instances_{split}.json`` in place."""
     shutil.copytree(src, dst)
     if edit_json is not None:
-        path = ann_path(dst, split)
-        with open(path) as f:
-            data = json.load(f)
-        edit_json(data)
-        with open(path, 'w') as f:
-            json.dump(data, f)  # NaN / Infinity written as JSON5 literals
+        edit_annotations(dst, edit_json, split)
     return dst
+
+
+def edit_annotations(root: str, edit: Callable[[dict], None],
+                     split: str = 'train') -> None:
+    """Let ``edit`` change ``root``'s parsed ``instances_{split}.json``."""
+    path = ann_path(root, split)
+    with open(path) as f:
+        data = json.load(f)
+    edit(data)
+    with open(path, 'w') as f:
+        json.dump(data, f)  # NaN / Infinity written as JSON5 literals
+
+
+def set_image_size(data: dict, img_id: int, height: int, width: int) -> None:
+    """Give image ``img_id`` of a parsed COCO file this size, its boxes
+    clamped into it."""
+    (img, ) = [i for i in data['images'] if i['id'] == img_id]
+    img.update(height=height, width=width)
+    for ann in data['annotations']:
+        if ann['image_id'] == img_id:
+            x, y, w, h = ann['bbox']
+            x, y = min(x, width - 2), min(y, height - 2)
+            ann['bbox'] = [x, y, min(w, width - x), min(h, height - y)]
+
+
+def write_rotated_jpeg(path: str, height: int, width: int,
+                       orientation: int = 6) -> None:
+    """A ``height x width`` JPEG (stored pixels) with this EXIF orientation
+    (6: a phone held upright; viewers and mmcv turn it 90 degrees)."""
+    import numpy as np
+    from PIL import Image
+    exif = Image.Exif()
+    exif[274] = orientation
+    pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3))
+    Image.fromarray(pixels.astype(np.uint8)).save(path, exif=exif)
 
 
 def truncate_file(path: str, keep: float = 0.6) -> None:

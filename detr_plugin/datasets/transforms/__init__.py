@@ -1,9 +1,9 @@
 """Data transforms registered in the ``detr_plugin`` scope."""
 from .checked_loading import (CheckedLoadImageFromFile, CorruptImageError,
-                              decode_image)
+                              ImageSizeError, decode_image, image_header)
 from .stuff_instances import AddStuffInstances
 
 __all__ = [
     'AddStuffInstances', 'CheckedLoadImageFromFile', 'CorruptImageError',
-    'decode_image'
+    'ImageSizeError', 'decode_image', 'image_header'
 ]

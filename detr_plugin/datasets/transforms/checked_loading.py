@@ -1,22 +1,35 @@
-"""Corrupt and truncated image files: name them (file, image id, fix) or skip.
+"""Image files that cannot be used as annotated: name them (file, image id,
+fix), skip the corrupt ones or resize the mis-sized ones when asked.
 
 OpenCV >= 5 (requirements.txt) decodes a truncated JPEG or PNG, even one
 missing only its last two bytes, to ``None`` (OpenCV 4 filled the missing rows
-with grey); mmcv's ``LoadImageFromFile`` then fails an ``assert``.
+with grey); mmcv's ``LoadImageFromFile`` then fails an ``assert``. mmcv's
+``cv2`` and ``pillow`` backends rotate a JPEG by its EXIF orientation for
+``color_type`` ``'color'`` and ``'grayscale'``, while COCO boxes and sizes
+usually refer to the stored pixels.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
 from mmengine.logging import print_log
+from PIL import Image
 
 from ...registry import TRANSFORMS
+
+ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF: transposed, rotated 90 / 270
+# what ends a whole file of these formats (a partial download lacks it)
+END_MARKERS = dict(JPEG=b'\xff\xd9', PNG=b'IEND\xaeB`\x82')
 
 
 class CorruptImageError(OSError):
     """An image file that exists but cannot be decoded."""
+
+
+class ImageSizeError(ValueError):
+    """An image whose decoded size is not the size its annotation gives."""
 
 
 def decode_image(data: bytes, path: str, color_type: str = 'color',
@@ -37,9 +50,55 @@ def decode_image(data: bytes, path: str, color_type: str = 'color',
     return img
 
 
+def rotates(loader: LoadImageFromFile) -> bool:
+    """Whether ``loader`` applies EXIF orientation (mmcv's ``imfrombytes``:
+    cv2 and pillow do for these flags)."""
+    return loader.color_type in ('color', 'grayscale') and \
+        loader.imdecode_backend in ('cv2', 'pillow')
+
+
+def image_header(path: str) -> Tuple[Tuple[int, int], int, bool]:
+    """``((h, w) in the header, EXIF orientation (1: none), whether the
+    file ends as a whole JPEG / PNG does)`` from its first and last bytes;
+    :class:`CorruptImageError` if the header is unreadable."""
+    try:
+        with open(path, 'rb') as f, Image.open(f) as image:  # the header
+            (w, h), orientation = image.size, image.getexif().get(274, 1)
+            f.seek(-min(1024, f.seek(0, 2)), 2)  # JPEGs may have padding
+            whole = END_MARKERS.get(image.format, b'') in f.read()
+    except Exception as e:  # PIL raises many types
+        raise CorruptImageError(
+            f'corrupt image file {path}: its header cannot be read '
+            f'({e})') from None
+    return (h, w), orientation, whole
+
+
+def size_error(path: str, img_id, key: str, declared: Tuple[int, int],
+               decoded: Tuple[int, int], orientation: int = 1) -> str:
+    """What is wrong with an image of another size than its annotation's,
+    and the fix (``key``: its dataset's config key)."""
+    where = key or 'the dataset (a CheckedCocoDataset)'
+    text = (f'image {path} (img_id {img_id}) decodes to {decoded[0]} x '
+            f'{decoded[1]} (h x w) but the annotation file gives '
+            f'{declared[0]} x {declared[1]}; its boxes would be misplaced or '
+            'clamped. ')
+    if orientation in ROTATING_ORIENTATIONS:
+        return text + (
+            f'Its EXIF orientation {orientation} makes mmcv rotate it while '
+            'the annotation refers to the stored pixels. Fix: re-save it '
+            "without the EXIF rotation, or load ignoring it: color_type="
+            "'color_ignore_orientation' in LoadImageFromFile of the train and"
+            ' test pipelines.')
+    return text + (
+        'Fix: write the real width and height into the annotation file (if '
+        'the boxes refer to this image), or, if they were drawn on a copy '
+        f"of the annotated size, set size_mismatch='rescale' in {where}: "
+        'the image is then resized to that size.')
+
+
 @TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` that names corrupt files or skips them.
+    """mmcv's ``LoadImageFromFile`` that names corrupt and mis-sized files.
 
     Args:
         skip_corrupt: ``False``: a corrupt file raises
@@ -47,12 +106,19 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             ``True`` (or mmcv's ``ignore_empty``): return ``None`` (mmengine
             loads another image; in test mode it raises) and warn naming the
             file and the count skipped by this process.
+        size_mismatch: for an image whose decoded size differs from its
+            annotation's ``height`` / ``width``: ``'error'`` (default),
+            :class:`ImageSizeError` naming both sizes and the fix;
+            ``'rescale'``: resize the image to the annotation's size (the
+            boxes, the evaluation and the predictions stay in its pixels).
     """
 
-    def __init__(self, skip_corrupt: bool = False, **kwargs) -> None:
+    def __init__(self, skip_corrupt: bool = False,
+                 size_mismatch: str = 'error', **kwargs) -> None:
         super().__init__(**kwargs)
-        self.skip_corrupt = skip_corrupt
+        self.skip_corrupt, self.size_mismatch = skip_corrupt, size_mismatch
         self.num_skipped = 0
+        self.config_key = ''  # its dataset's, for the messages
 
     def transform(self, results: dict) -> Optional[dict]:
         path, img_id = results['img_path'], results.get('img_id')
@@ -71,19 +137,37 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         except CorruptImageError as error:
             if not (self.skip_corrupt or self.ignore_empty):
                 raise CorruptImageError(
-                    f'{error} (img_id {img_id}). Replace or delete the file '
-                    '(and its entry in the annotation file), or skip such '
-                    "files while training: corrupt_images='skip' on the "
-                    'CheckedCocoDataset (--cfg-options '
-                    'train_dataloader.dataset.corrupt_images=skip)') from None
+                    f'{error} (img_id {img_id}). {self.corrupt_fix()}'
+                ) from None
             self.num_skipped += 1
             print_log(f'skipped {error} (img_id {img_id}); '
                       f'{self.num_skipped} corrupt image(s) skipped so far '
                       'by this process', logger='current', level=30)
             return None
+        declared = results.get('height'), results.get('width')
+        if None not in declared and img.shape[:2] != declared:
+            if self.size_mismatch != 'rescale':
+                raise ImageSizeError(size_error(
+                    path, img_id, self.config_key, declared, img.shape[:2],
+                    image_header(path)[1] if rotates(self) else 1))
+            img = mmcv.imresize(img, declared[::-1])
         results['img'] = img.astype(np.float32) if self.to_float32 else img
         results['img_shape'] = results['ori_shape'] = img.shape[:2]
         return results
 
+    def corrupt_fix(self) -> str:
+        """The fix of a corrupt file: replace it, or skip such files (a
+        training set only)."""
+        fix = ('Replace or delete the file (and its entry in the annotation '
+               'file)')
+        if self.config_key and not self.config_key.startswith('train'):
+            return fix + f' ({self.config_key} cannot skip images: every ' \
+                'one is evaluated).'
+        key = self.config_key or 'train_dataloader.dataset'
+        return (f"{fix}, or skip such files while training: corrupt_images="
+                f"'skip' on the CheckedCocoDataset (--cfg-options "
+                f'{key}.corrupt_images=skip)')
+
     def __repr__(self) -> str:
-        return f'{super().__repr__()[:-1]}, skip_corrupt={self.skip_corrupt})'
+        return (f'{super().__repr__()[:-1]}, skip_corrupt={self.skip_corrupt}'
+                f', size_mismatch={self.size_mismatch!r})')

@@ -6,8 +6,11 @@ mismatch" warning. :class:`AdaptCheckpointHook` gives the checkpoint the
 model's own initial classifier instead, with one log line, and renames a
 checkpoint of mmdet's DETR to this package's layout, in
 ``after_load_checkpoint``: after the file is read, before it is copied in.
+``tools/test.py`` makes it refuse a checkpoint that does not fit instead
+(mmengine would evaluate a random classifier after that warning).
 """
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -18,6 +21,22 @@ from ...registry import HOOKS
 
 # A key only mmdet's DETR layout has (our input projection is `input_proj`).
 MMDET_LAYOUT_KEY = 'neck.convs.0.conv.weight'
+# DETR's classifier, and its successors' one per decoder layer
+CLASSIFIER = re.compile(r'(module\.)?bbox_head\.(fc_cls|cls_branches\.\d+)\.')
+
+
+def shape_mismatches(state_dict: Dict[str, Tensor], model: nn.Module
+                     ) -> List[Tuple[str, tuple, tuple]]:
+    """``(key, checkpoint shape, model shape)`` of each tensor of the model
+    that ``state_dict`` (keys optionally prefixed ``module.``) holds in
+    another shape."""
+    ours = model.state_dict()
+    return [(key, tuple(value.shape), tuple(ours[name].shape))
+            for key, value in state_dict.items()
+            for name in [key[len('module.'):] if key.startswith('module.')
+                         else key]
+            if name in ours and tuple(getattr(value, 'shape', ())) !=
+            tuple(ours[name].shape)]
 
 
 def reset_mismatched_classifier(state_dict: Dict[str, Tensor],
@@ -27,29 +46,60 @@ def reset_mismatched_classifier(state_dict: Dict[str, Tensor],
     """Replace (in place) ``classifier``'s weights in ``state_dict`` (keys
     optionally prefixed ``module.``) whose shape differs from the model's by
     the model's; one ``'key: checkpoint shape -> model shape'`` per key."""
-    ours = model.state_dict()
-    replaced = []
-    for key in list(state_dict):
+    ours, replaced = model.state_dict(), []
+    for key, theirs, want in shape_mismatches(state_dict, model):
         name = key[len('module.'):] if key.startswith('module.') else key
-        if not name.startswith(classifier + '.') or name not in ours:
-            continue
-        theirs, want = tuple(state_dict[key].shape), tuple(ours[name].shape)
-        if theirs != want:
+        if name.startswith(classifier + '.'):
             state_dict[key] = ours[name].detach().clone()
             replaced.append(f'{name}: {theirs} -> {want}')
     return replaced
 
 
+def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
+                   num_classes: Optional[int]) -> str:
+    """Why the checkpoint at ``path`` does not fit the model (a head of
+    ``num_classes`` classes), the classifier named first, and the fix."""
+    text = f'the checkpoint {path} does not fit the model of the config: '
+    head = [m for m in mismatches if CLASSIFIER.match(m[0])]
+    if head:
+        key, theirs, want = head[0]
+        extra = want[0] - (num_classes or want[0])  # DETR's no-object row
+        text += (
+            f'its classifier {key} is {theirs}, the model\'s {want}: '
+            f'{theirs[0] - extra} classes in the checkpoint, {want[0] - extra}'
+            ' in the config, so the predictions would be a random '
+            'classifier\'s. Fix: test with the config it was trained with, '
+            f'or set model.bbox_head.num_classes={theirs[0] - extra} and '
+            'metainfo.classes to its classes. ')
+    others = [m for m in mismatches if m not in head]
+    if others:
+        text += (f'{len(others)} other tensors differ in shape (e.g. '
+                 f'{others[0][0]}: {others[0][1]} in the checkpoint, '
+                 f'{others[0][2]} in the model): it is of another model. '
+                 'Fix: use the config it was trained with.')
+    return text.strip()
+
+
 @HOOKS.register_module()
 class AdaptCheckpointHook(Hook):
-    """Adapt a loaded checkpoint to the model before it is copied in;
-    ``classifier`` (module path) keeps the model's own initial weights when
-    the checkpoint's class count differs."""
+    """Adapt a loaded checkpoint to the model before it is copied in.
+
+    Args:
+        classifier: module path of the classifier that keeps the model's
+            own initial weights when the checkpoint's class count differs.
+        on_mismatch: ``'reset'`` (fine-tuning: that classifier is reset);
+            ``'error'`` (testing, ``tools/test.py``): any tensor of another
+            shape stops the run, naming the classifier first and the fix.
+    """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, classifier: str = 'bbox_head.fc_cls'):
-        self.classifier = classifier
+    def __init__(self, classifier: str = 'bbox_head.fc_cls',
+                 on_mismatch: str = 'reset'):
+        if on_mismatch not in ('reset', 'error'):
+            raise ValueError(f"on_mismatch must be 'reset' or 'error', got "
+                             f'{on_mismatch!r}')
+        self.classifier, self.on_mismatch = classifier, on_mismatch
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) \
@@ -66,6 +116,12 @@ class AdaptCheckpointHook(Hook):
             else:
                 checkpoint.clear()
                 checkpoint.update(state_dict)
+        mismatches = shape_mismatches(state_dict, model)
+        if mismatches and self.on_mismatch == 'error':
+            raise ValueError(misfit_message(
+                runner.cfg.get('load_from'), mismatches,
+                getattr(getattr(model, 'bbox_head', None), 'num_classes',
+                        None)))
         replaced = reset_mismatched_classifier(state_dict, model,
                                                self.classifier)
         if replaced:

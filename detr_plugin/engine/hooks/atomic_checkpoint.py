@@ -138,6 +138,11 @@ class AtomicCheckpointHook(CheckpointHook):
         recorded = Path(last_file).read_text().strip() \
             if osp.isfile(last_file) else ''
         best = find_resumable_checkpoint(ckpt_dir, self.filename_tmpl)
+        if best is None and not recorded:  # mmengine: "checkpoint None"
+            print_log(f'--resume: no checkpoint found in {ckpt_dir} (no '
+                      'last_checkpoint, no complete iter_*.pth or '
+                      'epoch_*.pth): training starts from scratch.',
+                      logger='current', level=30)
         if best not in (None, recorded):
             what = ('is missing or empty' if not recorded else
                     f'names the older {recorded}' if is_complete_checkpoint(

@@ -78,6 +78,15 @@ class NonFiniteLossHook(Hook):
                       'for a non-finite loss or gradient', logger='current',
                       level=30)
 
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        """Record the batch's images (``'train_batch_images'`` in the
+        message hub) for the matcher to name one with a non-finite cost."""
+        runner.message_hub.update_info('train_batch_images', [
+            f'{s.metainfo.get("img_path")} (img_id {s.metainfo.get("img_id")})'
+            for s in (data_batch or {}).get('data_samples') or []],
+            resumed=False)  # not saved in checkpoints
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         bad = nonfinite_terms(outputs)
