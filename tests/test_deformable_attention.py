@@ -1,20 +1,22 @@
-"""Deformable attention: our CPU inference path computes what mmcv's PyTorch
-path computes (bilinear samples, zero outside each map, weighted and
-summed), for points inside, on the border of and far outside the maps; and
-the module gives the same output with and without gradients."""
+"""Deformable attention: our CPU paths compute what mmcv's PyTorch path
+computes (bilinear samples, zero outside each map, weighted and summed), for
+points inside, on the border of and far outside the maps -- the training path
+with the same gradients; and the module gives the same output with and
+without gradients."""
 import torch
 from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 
 from detr_plugin.models import DeformableAttention
-from detr_plugin.models.deformable_attention import sample_levels_cpu
+from detr_plugin.models.deformable_attention import (sample_levels_cpu,
+                                                     sample_levels_grid)
 
 SHAPES = torch.tensor([(7, 9), (4, 5), (2, 3), (1, 1)])  # (h, w) per level
 START = torch.cat((SHAPES.new_zeros(1), SHAPES.prod(1).cumsum(0)[:-1]))
 TOKENS = int(SHAPES.prod(1).sum())
 
 
-def test_cpu_path_equals_mmcvs_sampling():
+def sampling_inputs():
     gen = torch.Generator().manual_seed(0)
     value = torch.randn(2, TOKENS, 4, 8, generator=gen)
     # x, y from -0.5 to 1.5: inside, on the border and outside every map
@@ -23,6 +25,11 @@ def test_cpu_path_equals_mmcvs_sampling():
     locations[0, 1] = 1.
     locations[0, 2, :, 0] = (torch.arange(9) + 0.5)[:3, None] / 9  # centres
     weights = torch.rand(2, 13, 4, 4, 3, generator=gen).softmax(-1)
+    return value, locations, weights
+
+
+def test_cpu_path_equals_mmcvs_sampling():
+    value, locations, weights = sampling_inputs()
     expected = multi_scale_deformable_attn_pytorch(value, SHAPES, locations,
                                                    weights)
     got = sample_levels_cpu(value, SHAPES, START, locations, weights)
@@ -32,6 +39,22 @@ def test_cpu_path_equals_mmcvs_sampling():
     far = torch.full_like(locations, 3.)
     assert sample_levels_cpu(value, SHAPES, START, far, weights).abs().max() \
         == 0
+
+
+def test_training_path_equals_mmcvs_sampling_and_gradients():
+    inputs = [t.requires_grad_() for t in sampling_inputs()]
+    value, locations, weights = inputs
+    expected = multi_scale_deformable_attn_pytorch(value, SHAPES, locations,
+                                                   weights)
+    upstream = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    got = sample_levels_grid(value, SHAPES, locations, weights)
+    grads = torch.autograd.grad(got, inputs, upstream)
+    assert got.shape == expected.shape == (2, 13, 32)
+    assert (got - expected).abs().max() < 1e-5
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert expected_grad.abs().max() > 0.1
+        assert (grad - expected_grad).abs().max() < 1e-4
 
 
 def test_module_output_is_the_same_with_and_without_gradients():
@@ -49,6 +72,6 @@ def test_module_output_is_the_same_with_and_without_gradients():
                   level_start_index=START)
     with torch.no_grad():  # the gather path
         fast = attention(query, **kwargs)
-    slow = attention(query, **kwargs)  # mmcv's grid_sample path
+    slow = attention(query, **kwargs)  # the grid_sample path
     assert slow.requires_grad
     assert (fast - slow).abs().max() < 1e-5

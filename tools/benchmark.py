@@ -12,7 +12,10 @@ median time over ours, a memory ratio ours over mmdet's.
         [--repeats N]
 
 ITEMs: head_loss transformer_train inference train_step amp_train_step
-(all by default) and scaling (the growth tables; also added by --scaling).
+(all by default) and scaling (the growth tables; also added by --scaling);
+for the multi-level models also sampling: deformable attention's bilinear
+sampling of the encoder at 512 x 640 (mmcv's PyTorch path against ours, with
+gradients and without; checked equal first).
 """
 import argparse
 import contextlib
@@ -27,10 +30,15 @@ from typing import Callable, Dict, List
 
 import torch
 
+from mmcv.ops.multi_scale_deform_attn import \
+    multi_scale_deformable_attn_pytorch
+
 from detr_plugin.engine import cpu_autocast
 from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
                                          same_proposal_ranking,
                                          train_without_dropout)
+from detr_plugin.models.deformable_attention import (sample_levels_cpu,
+                                                     sample_levels_grid)
 from detr_plugin.testing import make_batch
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
@@ -292,6 +300,45 @@ def transformer_peak_memory(impl: str, tokens_hw, device: str) -> int:
     return torch.cuda.max_memory_allocated() - base
 
 
+def bench_sampling(device: str, repeats: int, train: bool,
+                   shape=TRAIN_SHAPES[0]) -> Dict[str, float]:
+    """Deformable DETR's encoder sampling (batch 2, 8 heads x 32 channels,
+    strides 8-64, 4 points): mmcv's ``multi_scale_deformable_attn_pytorch``
+    against ours, forward + backward (``train``) or forward without
+    gradients, after checking that both give the same output."""
+    shapes = torch.tensor([(-(-shape[0] // s), -(-shape[1] // s))
+                           for s in (8, 16, 32, 64)], device=device)
+    starts = torch.cat((shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]))
+    tokens = int(shapes.prod(1).sum())
+    gen = torch.Generator(device).manual_seed(0)
+    value = torch.randn(2, tokens, 8, 32, generator=gen, device=device)
+    locations = torch.rand(2, tokens, 8, 4, 4, 2, generator=gen,
+                           device=device)
+    weights = torch.rand(2, tokens, 8, 4, 4, generator=gen,
+                         device=device).softmax(-1)
+    ours = sample_levels_grid if train else (
+        lambda v, s, loc, w: sample_levels_cpu(v, s, starts, loc, w))
+    impls = dict(mmdet=multi_scale_deformable_attn_pytorch, plugin=ours)
+    with torch.no_grad():
+        gap = (impls['mmdet'](value, shapes, locations, weights) -
+               ours(value, shapes, locations, weights)).abs().max()
+    if gap > 1e-4:
+        sys.exit(f'sampling differs from mmcv\'s by {gap:.2e}: not timed')
+
+    def run(fn):
+        def step():
+            if not train:
+                with torch.no_grad():
+                    return fn(value, shapes, locations, weights)
+            inputs = [t.clone().requires_grad_()
+                      for t in (value, locations, weights)]
+            out = fn(inputs[0], shapes, inputs[1], inputs[2])
+            out.backward(torch.ones_like(out))
+        return step
+    return interleaved_medians({k: run(f) for k, f in impls.items()},
+                               repeats, 1, device)
+
+
 def _vm_kib(field: str) -> int:
     with open('/proc/self/status') as f:
         for line in f:
@@ -323,7 +370,7 @@ def memory_probe(impl: str, tokens: str) -> None:
 MODELS = ()
 VARIANT = 'detr'
 ITEMS = ('head_loss', 'transformer_train', 'inference', 'train_step',
-         'amp_train_step', 'scaling')
+         'amp_train_step', 'sampling', 'scaling')
 
 
 def main() -> None:
@@ -352,7 +399,9 @@ def main() -> None:
     check_parity(theirs, ours, args.device)
     wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
                                              else set())
-    if hasattr(ours, 'num_feature_levels'):
+    if not hasattr(ours, 'num_feature_levels'):
+        wanted.discard('sampling')  # no deformable attention
+    else:
         # the transformer-only items feed one 2048-channel map through the
         # neck: single-level models only
         skipped = wanted & {'transformer_train', 'scaling'}
@@ -411,6 +460,9 @@ def main() -> None:
         if results['amp_first_step_loss_rel_gap'] > AMP_LOSS_TOLERANCE:
             sys.exit(f'bf16 check failed: a first-step loss term differs '
                      f'from fp32 by more than {AMP_LOSS_TOLERANCE:.0%}')
+    if want('sampling'):
+        record('sampling_train', bench_sampling(dev, rep, train=True))
+        record('sampling_infer', bench_sampling(dev, rep, train=False))
     if want('scaling'):
         results['scaling'] = scaling_tables(theirs, ours, dev, rep)
     print('\n| measurement | speedup (mmdet time / ours) |\n|---|---|')
