@@ -7,22 +7,26 @@
 # 4. evaluates it on the val split, printing the COCO table, and draws its
 #    predictions on the val images (tools/test.py --show-dir).
 #
-#   bash tools/demo.sh --compare CONFIG [WORK_DIR]   (default work_dirs/compare)
-# instead trains the DETR demo and CONFIG (e.g.
-# configs/demo/conditional-detr_r18_shapes.py) one after the other on the same
-# data with validation every 500 iterations, and prints their bbox mAP_50
-# against iterations and training time (tools/compare_training.py), plotted
-# to WORK_DIR/map50.png and WORK_DIR/map50_time.png.
+#   bash tools/demo.sh --compare CONFIG [CONFIG ...] [WORK_DIR]
+# instead trains the DETR demo and each CONFIG (e.g.
+# configs/demo/dino_r18_shapes.py) one after the other on the same data with
+# validation every 250 iterations, and prints their bbox mAP_50 against
+# iterations and training time (tools/compare_training.py), plotted to
+# WORK_DIR/map50.png and WORK_DIR/map50_time.png (default work_dirs/compare).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CONFIG=configs/demo/detr_r18_shapes.py
 PY="$ROOT/.venv/bin/python"
 SECONDS=0
-COMPARE=""
+COMPARE=()
 if [ "${1:-}" = "--compare" ]; then
-  COMPARE="${2:?usage: bash tools/demo.sh --compare CONFIG [WORK_DIR]}"
-  shift 2
+  shift
+  while [ $# -gt 0 ] && [[ "$1" == *.py ]]; do COMPARE+=("$1"); shift; done
+  if [ ${#COMPARE[@]} -eq 0 ]; then
+    echo "usage: bash tools/demo.sh --compare CONFIG [CONFIG ...] [WORK_DIR]" >&2
+    exit 2
+  fi
 fi
 
 bash tools/setup_env.sh
@@ -30,10 +34,10 @@ echo "[demo] writing the shapes set to data/shapes"
 "$PY" tools/generate_demo_data.py --out data/shapes --num-train 1000 \
   --num-val 100 --image-size 64 64 --max-objects 3 --size-range 0.3 0.6 \
   > /dev/null
-if [ -n "$COMPARE" ]; then
+if [ ${#COMPARE[@]} -gt 0 ]; then
   WORK_DIR="${1:-work_dirs/compare}"
-  "$PY" tools/compare_training.py "$CONFIG" "$COMPARE" --work-dir "$WORK_DIR" \
-    --val-interval 500 --plot "$WORK_DIR/map50.png"
+  "$PY" tools/compare_training.py "$CONFIG" "${COMPARE[@]}" --work-dir "$WORK_DIR" \
+    --val-interval 250 --plot "$WORK_DIR/map50.png"
   echo "[demo] done in ${SECONDS} s."
   exit 0
 fi
