@@ -10,7 +10,7 @@
 #   bash tools/demo.sh --compare CONFIG [CONFIG ...] [WORK_DIR]
 # instead trains the DETR demo and each CONFIG (e.g.
 # configs/demo/dino_r18_shapes.py) one after the other on the same data with
-# validation every 250 iterations, and prints their bbox mAP_50 against
+# validation every 100 iterations, and prints their bbox mAP_50 against
 # iterations and training time (tools/compare_training.py), plotted to
 # WORK_DIR/map50.png and WORK_DIR/map50_time.png (default work_dirs/compare).
 set -euo pipefail
@@ -37,7 +37,7 @@ echo "[demo] writing the shapes set to data/shapes"
 if [ ${#COMPARE[@]} -gt 0 ]; then
   WORK_DIR="${1:-work_dirs/compare}"
   "$PY" tools/compare_training.py "$CONFIG" "${COMPARE[@]}" --work-dir "$WORK_DIR" \
-    --val-interval 250 --plot "$WORK_DIR/map50.png"
+    --val-interval 100 --plot "$WORK_DIR/map50.png"
   echo "[demo] done in ${SECONDS} s."
   exit 0
 fi
