@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..registry import MODELS
 from .deformable_attention import DeformableAttention
 from .detr import DETR, resize_mask
-from .detr_head import DETRHead
+from .detr_head import DETRHead, refine
 from .match_costs import BatchedTargets
 from .transformer_layers import DetrTransformerDecoder, DetrTransformerEncoder
 
@@ -158,16 +158,6 @@ def gather_queries(values: Tensor, index: Tensor) -> Tensor:
     """``values[b, index[b]]``: ``(B, S, C)`` and ``(B, Q)`` -> ``(B, Q,
     C)``."""
     return values.gather(1, index[..., None].expand(-1, -1, values.size(-1)))
-
-
-def refine(box_deltas: Tensor, references: Tensor,
-           eps: float = 1e-5) -> Tensor:
-    """``sigmoid(deltas + inverse_sigmoid(references))`` on the first ``R``
-    of the 4 coordinates: ``(B, Q, 4)`` boxes from ``(B, Q, R)``."""
-    size = references.size(-1)
-    return torch.cat((box_deltas[..., :size] +
-                      inverse_sigmoid(references, eps),
-                      box_deltas[..., size:]), -1).sigmoid()
 
 
 @MODELS.register_module()
@@ -423,18 +413,37 @@ class DeformableDETRHead(DETRHead):
         if not self.as_two_stage:
             nn.init.constant_(self.reg_branches[0].layers[-1].bias[2:], -2.)
 
-    def forward(self, hidden_states: Tensor,
-                references: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Layer ``i``'s branches on its ``(B, Q, D)`` outputs, boxes relative
-        to its ``(B, Q, R)`` reference; ``(L, B, Q, C)`` and ``(L, B, Q,
-        4)``."""
-        logits, boxes = [], []
-        for i, (hidden, reference) in enumerate(zip(hidden_states,
-                                                    references)):
-            logits.append(self.cls_branches[i](hidden))
-            boxes.append(refine(self.reg_branches[i](hidden), reference,
-                                self.reference_eps))
-        return torch.stack(logits), torch.stack(boxes)
+    def classify(self, hidden_states: Tensor) -> Tensor:
+        """Layer ``i``'s classifier on its ``(B, Q, D)`` outputs."""
+        return torch.stack([branch(hidden) for branch, hidden in
+                            zip(self.cls_branches, hidden_states)])
+
+    def forward_boxes(self, hidden_states: Tensor,
+                      references: Sequence[Tensor]) -> Tensor:
+        """Layer ``i``'s box MLP on its ``(B, Q, D)`` outputs, relative to
+        its ``(B, Q, R)`` reference: ``(L, B, Q, 4)``."""
+        return torch.stack([
+            refine(branch(hidden), reference, self.reference_eps)
+            for branch, hidden, reference in zip(
+                self.reg_branches, hidden_states, references)
+        ])
+
+    def boxes_at(self, hidden_states: Tensor, references: Sequence[Tensor],
+                 idx: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """:meth:`DETRHead.boxes_at`, each layer's rows through its own box
+        MLP and reference (whose ``R`` may differ between layers)."""
+        layer_idx, batch_idx, query_idx = idx
+        order = layer_idx.argsort(stable=True)
+        counts = torch.bincount(
+            layer_idx, minlength=len(self.reg_branches)).tolist()
+        boxes = [
+            refine(branch(hidden[b, q]), reference[b, q], self.reference_eps)
+            for branch, hidden, reference, b, q in zip(
+                self.reg_branches, hidden_states, references,
+                batch_idx[order].split(counts),
+                query_idx[order].split(counts))
+        ]
+        return torch.cat(boxes)[order.argsort()]
 
     def loss(self, hidden_states: Tensor, batch_data_samples,
              references: Sequence[Tensor],

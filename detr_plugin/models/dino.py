@@ -262,25 +262,36 @@ class DINOHead(DeformableDETRHead):
         """``loss_*``/``d{i}.loss_*`` of the matching queries, ``enc_loss_*``
         of the selected proposals and ``dn_loss_*``/``d{i}.dn_loss_*`` of
         the denoising queries (the first ``num_denoising_queries``)."""
-        cls_logits, box_preds = self(hidden_states, references)
         num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
-        gts = [s.gt_instances for s in batch_data_samples]
-        metas = [s.metainfo for s in batch_data_samples]
-        losses = self.loss_by_feat(cls_logits[:, :, num_dn:],
-                                   box_preds[:, :, num_dn:], gts, metas)
+        cls_logits = self.classify(hidden_states)
+        targets = BatchedTargets.from_instances(
+            [s.gt_instances for s in batch_data_samples],
+            [s.metainfo for s in batch_data_samples], cls_logits.device)
+        with torch.no_grad():  # the matching queries, after the denoising
+            box_preds = self.forward_boxes(
+                hidden_states[:, :, num_dn:],
+                [r[:, num_dn:] for r in references])
+        matches = self.assigner.assign(cls_logits[:, :, num_dn:], box_preds,
+                                       targets)
+        box_preds = self.matched_boxes(box_preds, hidden_states, references,
+                                       matches, query_offset=num_dn)
+        losses = self.loss_dict(cls_logits[:, :, num_dn:], box_preds,
+                                targets, matches)
         if enc_outputs_class is not None:
             losses.update(self.proposal_losses(
                 enc_outputs_class, enc_outputs_coord, batch_data_samples,
                 binary=False))
         if dn_meta:
-            targets = BatchedTargets.from_instances(gts, metas,
-                                                    cls_logits.device)
             matches = denoising_matches(
-                targets.num_gts, dn_meta['num_denoising_groups'],
-                num_dn, len(hidden_states), cls_logits.device)
+                targets.num_gts, dn_meta['num_denoising_groups'], num_dn,
+                len(hidden_states), cls_logits.device)
+            # the box losses read the matched (positive) queries' boxes only
+            box_preds = self.matched_boxes(
+                box_preds.new_zeros(*box_preds.shape[:2], num_dn, 4),
+                hidden_states, references, matches)
             losses.update(self.named_losses(
-                *self.set_losses(cls_logits[:, :, :num_dn],
-                                 box_preds[:, :, :num_dn], targets, matches),
+                *self.set_losses(cls_logits[:, :, :num_dn], box_preds,
+                                 targets, matches),
                 kind='dn_loss'))
         return losses
 
