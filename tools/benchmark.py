@@ -257,11 +257,14 @@ def amp_dtype(device: str) -> str:
 
 def first_step_loss_gap(ours, device) -> float:
     """Largest relative difference of the losses of one batch, bf16 vs
-    fp32 (eval mode: dropout would make them differ at random)."""
+    fp32 (eval mode: dropout would make them differ at random; the same
+    seed before each: DINO's denoising noise too)."""
     inputs, samples = to_device(make_batch(TRAIN_SHAPES, [7, 3]), device)
     model = copy.deepcopy(ours).eval()
     with torch.no_grad():
+        torch.manual_seed(0)
         fp32 = model.loss(inputs, samples)
+        torch.manual_seed(0)
         with torch.autocast(device, dtype=torch.bfloat16):
             bf16 = model.loss(inputs, samples)
     return max(abs(float(bf16[k]) - float(v)) / max(abs(float(v)), 1e-6)

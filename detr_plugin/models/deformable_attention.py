@@ -39,8 +39,8 @@ def sample_levels_grid(value: Tensor, spatial_shapes: Tensor,
     never exists, and each level's grid and weights are contiguous.
     ``tools/benchmark.py --model deformable_detr --only sampling`` times
     both (Deformable DETR's encoder at 512 x 640, 6,800 queries): forward +
-    backward 1.04-1.23x faster than mmcv's on the 2-core development CPU
-    (AMD EPYC, avx512_bf16, 2 threads, medians of 7, three runs). Arguments
+    backward 1.04-1.55x faster than mmcv's on the 2-core development CPU
+    (AMD EPYC, avx512_bf16, 2 threads, medians of 5-7, four runs). Arguments
     and result as :func:`sample_levels_cpu`, without ``level_start_index``.
     """
     batch, _, heads, dims = value.shape
@@ -73,7 +73,7 @@ def sample_levels_cpu(value: Tensor, spatial_shapes: Tensor,
     its bilinear weight x the attention weight. mmcv's path reads every
     channel plane separately in ``grid_sample`` and then stacks, weights and
     sums all samples; here the corners are computed per level with scalar
-    sizes. In the same benchmark (``sampling_infer``) this was 3.5-4x
+    sizes. In the same benchmark (``sampling_infer``) this was 2.6-4x
     faster than mmcv's; ``embedding_bag``'s backward is slower than
     ``grid_sample``'s (0.8-0.9 s against 0.36 s there), so this path serves
     inference only.
