@@ -8,7 +8,8 @@
 #   is matched too rarely and the classifier stays at chance for thousands of
 #   iterations;
 # - AdamW 4e-4 (not 1e-4; 1e-3 diverged), batch 8, 4,000 iterations (about
-#   5 minutes on 2 idle cores; seed 0 reaches mAP_50 0.90, see the README).
+#   4 minutes on 2 idle cores; seed 0 reaches mAP_50 0.80 on the development
+#   CPU, see docs/demo.md).
 _base_ = ['../detr/detr_r50_8xb2-150e_coco.py']
 
 data_root = 'data/shapes/'
