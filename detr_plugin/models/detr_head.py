@@ -197,18 +197,35 @@ class DETRHead(BaseModule):
     # ------------------------------------------------------------ training
     def loss(self, hidden_states: Tensor, batch_data_samples,
              references: Optional[Tensor] = None) -> dict:
-        """Forward, matching and loss (:meth:`loss_by_feat`'s keys); the
-        boxes get their gradient through :meth:`matched_boxes`."""
-        cls_logits = self.classify(hidden_states)
-        with torch.no_grad():
-            box_preds = self.forward_boxes(hidden_states, references)
+        """Forward, matching and loss (:meth:`loss_by_feat`'s keys)."""
         targets = BatchedTargets.from_instances(
             [s.gt_instances for s in batch_data_samples],
-            [s.metainfo for s in batch_data_samples], cls_logits.device)
-        matches = self.assigner.assign(cls_logits, box_preds, targets)
+            [s.metainfo for s in batch_data_samples], hidden_states.device)
+        return self.matched_losses(hidden_states, references, targets)[0]
+
+    def matched_losses(self, hidden_states: Tensor, references,
+                       targets: BatchedTargets, first_query: int = 0
+                       ) -> Tuple[Dict[str, Tensor], Tensor]:
+        """:meth:`loss_by_feat`'s dict for the queries from ``first_query``
+        on (those before are DINO's denoising queries), and every query's
+        class logits ``(L, B, Q, C[+1])``. The boxes are predicted without
+        gradient for the matching and get it through
+        :meth:`matched_boxes`."""
+        cls_logits = self.classify(hidden_states)
+        references_of_matching = references
+        if first_query and torch.is_tensor(references):
+            references_of_matching = references[..., first_query:, :]
+        elif first_query and references is not None:  # one per layer
+            references_of_matching = [r[:, first_query:] for r in references]
+        with torch.no_grad():
+            box_preds = self.forward_boxes(hidden_states[:, :, first_query:],
+                                           references_of_matching)
+        matches = self.assigner.assign(cls_logits[:, :, first_query:],
+                                       box_preds, targets)
         box_preds = self.matched_boxes(box_preds, hidden_states, references,
-                                       matches)
-        return self.loss_dict(cls_logits, box_preds, targets, matches)
+                                       matches, query_offset=first_query)
+        return self.loss_dict(cls_logits[:, :, first_query:], box_preds,
+                              targets, matches), cls_logits
 
     def loss_by_feat(self, cls_logits: Tensor, box_preds: Tensor,
                      batch_gt_instances: Sequence[InstanceData],

@@ -263,20 +263,11 @@ class DINOHead(DeformableDETRHead):
         of the selected proposals and ``dn_loss_*``/``d{i}.dn_loss_*`` of
         the denoising queries (the first ``num_denoising_queries``)."""
         num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
-        cls_logits = self.classify(hidden_states)
         targets = BatchedTargets.from_instances(
             [s.gt_instances for s in batch_data_samples],
-            [s.metainfo for s in batch_data_samples], cls_logits.device)
-        with torch.no_grad():  # the matching queries, after the denoising
-            box_preds = self.forward_boxes(
-                hidden_states[:, :, num_dn:],
-                [r[:, num_dn:] for r in references])
-        matches = self.assigner.assign(cls_logits[:, :, num_dn:], box_preds,
-                                       targets)
-        box_preds = self.matched_boxes(box_preds, hidden_states, references,
-                                       matches, query_offset=num_dn)
-        losses = self.loss_dict(cls_logits[:, :, num_dn:], box_preds,
-                                targets, matches)
+            [s.metainfo for s in batch_data_samples], hidden_states.device)
+        losses, cls_logits = self.matched_losses(hidden_states, references,
+                                                 targets, first_query=num_dn)
         if enc_outputs_class is not None:
             losses.update(self.proposal_losses(
                 enc_outputs_class, enc_outputs_coord, batch_data_samples,
@@ -287,7 +278,8 @@ class DINOHead(DeformableDETRHead):
                 len(hidden_states), cls_logits.device)
             # the box losses read the matched (positive) queries' boxes only
             box_preds = self.matched_boxes(
-                box_preds.new_zeros(*box_preds.shape[:2], num_dn, 4),
+                hidden_states.new_zeros(*hidden_states.shape[:2], num_dn, 4,
+                                        dtype=torch.float32),
                 hidden_states, references, matches)
             losses.update(self.named_losses(
                 *self.set_losses(cls_logits[:, :, :num_dn], box_preds,
