@@ -118,7 +118,6 @@ def draw_ground_truth(cfg, split: str, out_dir: str,
         gt = sample.gt_instances
         if isinstance(gt.get('bboxes', None), BaseBoxes):
             gt.bboxes = gt.bboxes.tensor
-        sample.gt_instances = gt
         name = osp.basename(sample.img_path)
         visualizer.add_datasample(
             name, img, sample, draw_pred=False, show=False,

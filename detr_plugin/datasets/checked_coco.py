@@ -131,14 +131,12 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
     def __init__(self, *args, invalid_boxes: str = 'drop',
                  corrupt_images: str = 'error', size_mismatch: str = 'error',
                  **kwargs) -> None:
-        for name, value in (('invalid_boxes', invalid_boxes),
-                            ('corrupt_images', corrupt_images),
-                            ('size_mismatch', size_mismatch)):
-            if value not in ACTIONS[name]:
-                raise ValueError(f'{name} must be one of {ACTIONS[name]}, '
-                                 f'got {value!r}')
         self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
         self.size_mismatch = size_mismatch
+        for name, choices in ACTIONS.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f'{name} must be one of {choices}, got '
+                                 f'{getattr(self, name)!r}')
         self.config_key = ''  # the check sets it, for the messages
         self._loaded = (None, None)  # hand-off key, loaded list
         self._arguments = json.dumps(  # what the loaded annotations depend on
@@ -196,17 +194,17 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         match_classes(classes, data['categories'], self.ann_file,
                       f'{prefix}metainfo.classes')
         report.parsed, report.num_images = True, len(data['images'])
-        for field, name in (('image_id', 'images'),
-                            ('category_id', 'categories')):
+        for ref, name in (('image_id', 'images'),
+                          ('category_id', 'categories')):
             known = {item['id'] for item in data[name]}
             stray = [ann for ann in data['annotations']
-                     if ann[field] not in known]
+                     if ann[ref] not in known]
             if not stray:
                 continue
             text = (f'{len(stray)} annotations (ids '
                     f'{ids_text([ann["id"] for ann in stray])}) of '
-                    f'{self.ann_file} name a {field} that is not in "{name}"'
-                    f' ({ids_text(sorted({a[field] for a in stray}, key=str))}'
+                    f'{self.ann_file} name a {ref} that is not in "{name}" '
+                    f'({ids_text(sorted({a[ref] for a in stray}, key=str))}'
                     '): mmdet ignores them. Fix: correct those ids or add '
                     f'the missing {name}')
             if self.invalid_boxes == 'error':
@@ -259,19 +257,20 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
 
     def filter_data(self) -> List[dict]:
         """mmdet's filter (logged); errors for unusable boxes with
-        ``invalid_boxes='error'`` and for a training set without images."""
+        ``invalid_boxes='error'``, a file without images and a training set
+        left without images."""
         report = self.report
         where = f'{self.config_key}: ' if self.config_key else ''
         if report.dropped and self.invalid_boxes == 'error':
             raise DatasetCheckError(report.dropped_message(strict=True))
+        if not self.data_list:
+            raise DatasetCheckError(
+                f'{where}{self.ann_file} lists no image. Fix: point '
+                'ann_file at the annotations of this split.')
         kept = super().filter_data()
         if self.test_mode:
             return kept
         report.num_train_images = len(kept)
-        if not self.data_list:
-            raise DatasetCheckError(
-                f'{where}{self.ann_file} lists no image. Fix: point '
-                'ann_file at the training annotations.')
         if not kept:
             raise DatasetCheckError(
                 f'{where}no training image is left after filter_cfg='

@@ -6,18 +6,19 @@ import os.path as osp
 from typing import List, Tuple
 
 from mmcv.transforms import LoadImageFromFile
+from mmdet.evaluation import CocoMetric
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 
-from ..registry import DATASETS
+from ..registry import DATASETS, METRICS
 from .checked_coco import CheckedCocoDataset, DatasetReport
 from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
                                match_classes)
-from .transforms import (CheckedLoadImageFromFile, CorruptImageError,
-                         decode_image, image_header)
-from .transforms.checked_loading import rotates, size_error
+from .transforms.checked_loading import (
+    CheckedLoadImageFromFile, CorruptImageError, corrupt_fix, decode_image,
+    image_header, rotates, size_error)
 
 SPLITS = ('train', 'val', 'test')
 
@@ -33,20 +34,26 @@ def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
     return [(key, dataset_cfg)]
 
 
+def _registered(registry, cfg: dict):
+    """The class that ``cfg['type']`` names, or ``None``."""
+    kind = cfg.get('type')
+    try:
+        return kind if isinstance(kind, type) else registry.get(kind)
+    except Exception:  # a type of a scope not imported here
+        return None
+
+
 def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
                   hand_off: bool) -> DatasetReport:
     """The report of the dataset of ``ds_cfg`` (config ``key``), built
     through the registry and loaded; other types and remote files are not
     checked (``skipped``)."""
-    kind = ds_cfg.get('type')
-    try:
-        cls = kind if isinstance(kind, type) else DATASETS.get(kind)
-    except Exception:  # a type of an unimported scope
-        cls = None
+    cls = _registered(DATASETS, ds_cfg)
     if not (isinstance(cls, type) and issubclass(cls, CheckedCocoDataset)):
         return DatasetReport(key, skipped=(
-            f'type {kind!r} has no data checks (CheckedCocoDataset, the base '
-            "config's type, is mmdet's CocoDataset with them)"))
+            f'type {ds_cfg.get("type")!r} has no data checks '
+            "(CheckedCocoDataset, the base config's type, is mmdet's "
+            'CocoDataset with them)'))
     # not serialized: the file check reads the data list
     dataset = DATASETS.build(dict(ds_cfg, lazy_init=True,
                                   serialize_data=False))
@@ -60,14 +67,12 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
         dataset.full_init()
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
-    report, indices = dataset.report, ds_cfg.get('indices')
+    report = dataset.report
     if report.parsed and not (report.errors or dataset.data_list):
-        report.errors.append(
-            f'{key}.indices={indices!r} keeps none of its images. Fix: '
-            'indices=None for all, N > 0 for the first N, or a list of '
-            'positions.' if indices is not None else
-            f'{key}: {report.ann_file} lists no image. Fix: point ann_file '
-            'at the annotations of this split.')
+        report.errors.append(  # the file lists images (filter_data)
+            f'{key}.indices={ds_cfg.get("indices")!r} keeps none of its '
+            'images. Fix: indices=None for all, N > 0 for the first N, or a '
+            'list of positions.')
     if report.parsed and not (dataset.test_mode or report.errors
                               or report.num_boxes):
         report.errors.append(
@@ -132,13 +137,10 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
         ids = [i for i, _ in report.corrupt_files]
         text = (f'{key}: {len(ids)} image files are unreadable (image ids '
                 f'{ids_text(ids)}; {report.corrupt_files[0][1]}).')
-        if any(getattr(t, 'skip_corrupt', False) or getattr(
-                t, 'ignore_empty', False)
-               for t in dataset.pipeline.transforms):
+        if getattr(loader, 'skip_corrupt', False) or loader.ignore_empty:
             report.warn(f"{text} Training skips them (corrupt_images='skip').")
         else:
-            loader.config_key = key
-            report.errors.append(f'{text} {loader.corrupt_fix()}.')
+            report.errors.append(f'{text} {corrupt_fix(key)}.')
     if report.size_mismatch:
         text = (f'{key}: {len(report.size_mismatch)} images are not the size '
                 'the annotation file gives (image ids '
@@ -184,9 +186,11 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
     classes = next((r.classes for r in reports if r.classes), None)
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else ''
+        # COCO instances: not, e.g., CocoPanopticMetric's (segments_info)
+        cls = _registered(METRICS, metric) if ann_file else None
         if not ann_file or '://' in ann_file or \
                 osp.abspath(ann_file) in loaded or \
-                not _reads_coco_instances(metric):
+                (cls and not issubclass(cls, CocoMetric)):
             continue
         key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         try:
@@ -198,21 +202,6 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
         except DatasetCheckError as e:
             errors.append(str(e))
     return errors
-
-
-def _reads_coco_instances(metric_cfg: dict) -> bool:
-    """Whether a metric reads its ``ann_file`` as COCO instances: a
-    ``CocoMetric`` (or a type from an unimported scope); not, e.g.,
-    ``CocoPanopticMetric``, whose file lists ``segments_info``."""
-    from mmdet.evaluation import CocoMetric
-
-    from ..registry import METRICS
-    type_ = metric_cfg.get('type')
-    try:
-        cls = type_ if isinstance(type_, type) else METRICS.get(type_)
-    except Exception:  # a type from a scope not imported here
-        cls = None
-    return cls is None or issubclass(cls, CocoMetric)
 
 
 def audit_split(cfg: Config, split: str, check_files: bool = True,

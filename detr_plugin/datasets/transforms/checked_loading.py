@@ -96,6 +96,17 @@ def size_error(path: str, img_id, key: str, declared: Tuple[int, int],
         'the image is then resized to that size.')
 
 
+def corrupt_fix(key: str) -> str:
+    """The fix of a corrupt file of the dataset of config key ``key``:
+    replace it, or skip such files (a training set only)."""
+    fix = 'Replace or delete the file (and its entry in the annotation file)'
+    if key and not key.startswith('train'):
+        return f'{fix} ({key} cannot skip images: every one is evaluated)'
+    return (f"{fix}, or skip such files while training: corrupt_images='skip'"
+            ' on the CheckedCocoDataset (--cfg-options '
+            f"{key or 'train_dataloader.dataset'}.corrupt_images=skip)")
+
+
 @TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
     """mmcv's ``LoadImageFromFile`` that names corrupt and mis-sized files.
@@ -137,8 +148,8 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         except CorruptImageError as error:
             if not (self.skip_corrupt or self.ignore_empty):
                 raise CorruptImageError(
-                    f'{error} (img_id {img_id}). {self.corrupt_fix()}'
-                ) from None
+                    f'{error} (img_id {img_id}). '
+                    f'{corrupt_fix(self.config_key)}.') from None
             self.num_skipped += 1
             print_log(f'skipped {error} (img_id {img_id}); '
                       f'{self.num_skipped} corrupt image(s) skipped so far '
@@ -154,19 +165,6 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         results['img'] = img.astype(np.float32) if self.to_float32 else img
         results['img_shape'] = results['ori_shape'] = img.shape[:2]
         return results
-
-    def corrupt_fix(self) -> str:
-        """The fix of a corrupt file: replace it, or skip such files (a
-        training set only)."""
-        fix = ('Replace or delete the file (and its entry in the annotation '
-               'file)')
-        if self.config_key and not self.config_key.startswith('train'):
-            return fix + f' ({self.config_key} cannot skip images: every ' \
-                'one is evaluated).'
-        key = self.config_key or 'train_dataloader.dataset'
-        return (f"{fix}, or skip such files while training: corrupt_images="
-                f"'skip' on the CheckedCocoDataset (--cfg-options "
-                f'{key}.corrupt_images=skip)')
 
     def __repr__(self) -> str:
         return (f'{super().__repr__()[:-1]}, skip_corrupt={self.skip_corrupt}'
