@@ -26,18 +26,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--out',
-        type=str,
-        help='dump predictions to a pickle file for offline evaluation')
-    parser.add_argument(
-        '--show', action='store_true', help='show prediction results')
-    parser.add_argument(
-        '--show-dir',
-        help='directory where painted images will be saved, relative to '
-        'work_dir/timestamp')
-    parser.add_argument(
-        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--out', help='dump predictions to a pickle file for '
+                        'offline evaluation')
+    parser.add_argument('--show', action='store_true',
+                        help='show prediction results')
+    parser.add_argument('--show-dir', help='directory where painted images '
+                        'will be saved, relative to work_dir/timestamp')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='the interval of show (s)')
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -49,8 +45,6 @@ def main(argv=None):
     args = parse_args(argv)
     from mmdet.engine.hooks.utils import trigger_visualization_hook
     from mmdet.evaluation import DumpDetResults
-    from mmdet.utils import setup_cache_size_limit_of_dynamo
-    setup_cache_size_limit_of_dynamo()
     cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
     cli.refuse_misfit_checkpoints(cfg)  # e.g. another class count

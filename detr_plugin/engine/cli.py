@@ -29,11 +29,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help='override settings of the config: key=value pairs merged into '
         'it, e.g. train_dataloader.batch_size=4 or key="[a,b]"; no white '
         'space is allowed')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher', default='none', help='job launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
     # torch.distributed.launch passes --local-rank (torch >= 2.0)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -42,8 +39,7 @@ def load_config(args: argparse.Namespace) -> Config:
     """The config with ``--cfg-options``, launcher and work dir applied
     (as mmdet: ``--work-dir``, else the file's, else ``./work_dirs/<name>``).
     """
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -51,7 +47,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
+    elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     adapt_to_device(cfg)
@@ -123,12 +119,11 @@ def adapt_to_device(cfg: Config) -> None:
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         dist_cfg['backend'] = 'gloo'
     if cfg.launcher != 'none':
-        wrapper = cfg.get('model_wrapper_cfg') or dict(
-            type='MMDistributedDataParallel',
+        ddp = 'MMDistributedDataParallel'
+        wrapper = cfg.get('model_wrapper_cfg') or dict(  # mmengine's default
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
-        if wrapper.get('type', 'MMDistributedDataParallel') == \
-                'MMDistributedDataParallel':
+        if wrapper.setdefault('type', ddp) == ddp:
             wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
 
@@ -167,12 +162,9 @@ def enable_auto_scale_lr(cfg: Config) -> None:
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
     """``--resume`` (``'auto'``: the latest checkpoint in ``work_dir``) or
     ``--resume CKPT``; resuming takes precedence over ``load_from``."""
-    if resume == 'auto':
+    if resume is not None:
         cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = None if resume == 'auto' else resume
 
 
 def refuse_misfit_checkpoints(cfg: Config) -> None:
@@ -193,24 +185,25 @@ def init_process_group(cfg: Config) -> None:
     (which uses the group it finds): the data check runs on rank 0 and
     shares its verdict. Without CUDA, its ``torch.cuda.set_device`` raises on
     a CPU-only torch; it is made a no-op, the rest of ``init_dist`` kept."""
+    from contextlib import nullcontext
     from unittest import mock
 
     from mmengine.dist import init_dist, is_distributed
     if cfg.launcher == 'none' or is_distributed():
         return
-    dist_cfg = cfg.env_cfg.get('dist_cfg', {})
-    if torch.cuda.is_available():
-        init_dist(cfg.launcher, **dist_cfg)
-    else:
-        with mock.patch('torch.cuda.set_device', lambda device: None):
-            init_dist(cfg.launcher, **dist_cfg)
+    with nullcontext() if torch.cuda.is_available() else mock.patch(
+            'torch.cuda.set_device', lambda device: None):
+        init_dist(cfg.launcher, **cfg.env_cfg.get('dist_cfg', {}))
 
 
 def build_runner(cfg: Config):
-    """mmengine's ``Runner``, or ``cfg.runner_type`` from our registry."""
+    """mmengine's ``Runner``, or ``cfg.runner_type`` from our registry, with
+    mmdet's limit on torch dynamo's recompilations."""
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.runner import Runner
 
     from ..registry import RUNNERS
+    setup_cache_size_limit_of_dynamo()
     init_process_group(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)

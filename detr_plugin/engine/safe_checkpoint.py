@@ -7,11 +7,7 @@ registers none, yet every checkpoint its ``Runner`` saves holds the
 pickle fetches the buffer's statistics as ``getattr(HistoryBuffer, 'min')``.
 So ``--resume``, ``load_from`` and ``tools/test.py`` fail with ``Unsupported
 global: ... HistoryBuffer``. :data:`MMENGINE_CHECKPOINT_GLOBALS` allows
-exactly those globals: ``HistoryBuffer``; numpy's ``ndarray``, ``dtype``,
-``_reconstruct`` and ``scalar`` (under the numpy 2 ``numpy._core`` and numpy 1
-``numpy.core`` paths) and the dtype classes of the bool and numeric dtypes
-(not the object dtype); ``getattr`` bound to
-:func:`history_buffer_statistic`. Anything else is still refused;
+exactly the globals those pickles name; anything else is still refused, and
 ``weights_only=False`` (arbitrary code) is never set. torch's refusals
 suggest it and do not name the file: :func:`safe_load` names the file and
 what it refused, and is mmengine's loader of local files (``load_from``,
@@ -20,7 +16,7 @@ what it refused, and is mmengine's loader of local files (``load_from``,
 import os.path as osp
 import pickle
 import re
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,34 +45,24 @@ def history_buffer_statistic(owner: Any, name: str) -> Callable:
         'allowed by detr_plugin.engine.safe_checkpoint')
 
 
-def _under_both_numpy_paths(obj: Callable) -> List[SafeGlobal]:
-    """``obj`` of ``numpy.<_core|core>.multiarray`` named by both paths."""
-    tail = obj.__module__.split('.')[-1]  # 'multiarray'
-    return [(obj, f'numpy.{core}.{tail}.{obj.__name__}')
-            for core in ('_core', 'core')]
-
-
-_reconstruct = np.zeros(1).__reduce__()[0]  # numpy's multiarray._reconstruct
-_scalar = np.float64(0).__reduce__()[0]  # numpy's multiarray.scalar
+# numpy's multiarray._reconstruct and multiarray.scalar, each allowed under
+# the numpy 2 (numpy._core) and the numpy 1 (numpy.core) path
+_MULTIARRAY = (np.zeros(1).__reduce__()[0], np.float64(0).__reduce__()[0])
 # numpy >= 1.25 builds each dtype as an instance of its class, e.g.
-# numpy.dtypes.Float64DType (HistoryBuffer's histories: float64 / int64)
-_dtype_classes = {type(np.dtype(t)) for t in '?' + np.typecodes['AllInteger']
+# numpy.dtypes.Float64DType (HistoryBuffer's histories: float64 / int64);
+# the bool and numeric ones, not the object dtype's
+_DTYPE_CLASSES = {type(np.dtype(t)) for t in '?' + np.typecodes['AllInteger']
                   + np.typecodes['Float']} - {np.dtype}
 
-MMENGINE_CHECKPOINT_GLOBALS: List[SafeGlobal] = [
+MMENGINE_CHECKPOINT_GLOBALS = [
     HistoryBuffer,
     (history_buffer_statistic, 'builtins.getattr'),
     np.ndarray,
     np.dtype,
-    *_under_both_numpy_paths(_reconstruct),
-    *_under_both_numpy_paths(_scalar),
-    *_dtype_classes,
+    *[(f, f'numpy.{core}.multiarray.{f.__name__}') for f in _MULTIARRAY
+      for core in ('_core', 'core')],
+    *_DTYPE_CLASSES,
 ]
-
-
-def _name(obj: SafeGlobal) -> str:
-    return obj[1] if isinstance(obj, tuple) else \
-        f'{obj.__module__}.{obj.__name__}'
 
 
 def safe_load(path: str, what: str = 'a checkpoint',
@@ -101,7 +87,9 @@ def safe_load(path: str, what: str = 'a checkpoint',
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r'GLOBAL (\S+)', str(error))
-        names = ', '.join(map(_name, allowed)) if allowed is not None else \
+        names = ', '.join(g[1] if isinstance(g, tuple) else
+                          f'{g.__module__}.{g.__name__}' for g in allowed) \
+            if allowed is not None else \
             "mmengine's types, detr_plugin.engine.safe_checkpoint"
         said = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(\n\n|$)',
                          str(error), re.S)

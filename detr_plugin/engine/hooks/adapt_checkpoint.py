@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...checkpoint_converters import mmdet_to_plugin
 from ...registry import HOOKS
@@ -22,37 +22,17 @@ from ...registry import HOOKS
 # A key only mmdet's DETR layout has (our input projection is `input_proj`).
 MMDET_LAYOUT_KEY = 'neck.convs.0.conv.weight'
 # DETR's classifier, and its successors' one per decoder layer
-CLASSIFIER = re.compile(r'(module\.)?bbox_head\.(fc_cls|cls_branches\.\d+)\.')
+CLASSIFIER = re.compile(r'bbox_head\.(fc_cls|cls_branches\.\d+)\.')
 
 
-def shape_mismatches(state_dict: Dict[str, Tensor], model: nn.Module
+def shape_mismatches(state_dict: Dict[str, Tensor], ours: Dict[str, Tensor]
                      ) -> List[Tuple[str, tuple, tuple]]:
-    """``(key, checkpoint shape, model shape)`` of each tensor of the model
-    that ``state_dict`` (keys optionally prefixed ``module.``) holds in
-    another shape."""
-    ours = model.state_dict()
-    return [(key, tuple(value.shape), tuple(ours[name].shape))
-            for key, value in state_dict.items()
-            for name in [key[len('module.'):] if key.startswith('module.')
-                         else key]
-            if name in ours and tuple(getattr(value, 'shape', ())) !=
-            tuple(ours[name].shape)]
-
-
-def reset_mismatched_classifier(state_dict: Dict[str, Tensor],
-                                model: nn.Module,
-                                classifier: str = 'bbox_head.fc_cls'
-                                ) -> List[str]:
-    """Replace (in place) ``classifier``'s weights in ``state_dict`` (keys
-    optionally prefixed ``module.``) whose shape differs from the model's by
-    the model's; one ``'key: checkpoint shape -> model shape'`` per key."""
-    ours, replaced = model.state_dict(), []
-    for key, theirs, want in shape_mismatches(state_dict, model):
-        name = key[len('module.'):] if key.startswith('module.') else key
-        if name.startswith(classifier + '.'):
-            state_dict[key] = ours[name].detach().clone()
-            replaced.append(f'{name}: {theirs} -> {want}')
-    return replaced
+    """``(key, checkpoint shape, model shape)`` of each tensor of the model's
+    state dict ``ours`` that ``state_dict`` holds in another shape."""
+    return [(key, theirs, tuple(ours[key].shape))
+            for key, value in state_dict.items() if key in ours
+            for theirs in [tuple(getattr(value, 'shape', ()))]
+            if theirs != tuple(ours[key].shape)]
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
@@ -104,29 +84,32 @@ class AdaptCheckpointHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        key = 'state_dict' if 'state_dict' in checkpoint else None
-        state_dict = checkpoint[key] if key else checkpoint
-        if MMDET_LAYOUT_KEY in state_dict and \
-                MMDET_LAYOUT_KEY not in model.state_dict():
-            state_dict = mmdet_to_plugin(state_dict)
+        ours = model.state_dict()
+        # edited in place: the checkpoint's 'state_dict', or the checkpoint
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        # a DDP module's keys; mmengine drops this prefix too, after the hook
+        for key in [k for k in state_dict if k.startswith('module.')]:
+            state_dict[key[len('module.'):]] = state_dict.pop(key)
+        if MMDET_LAYOUT_KEY in state_dict and MMDET_LAYOUT_KEY not in ours:
+            renamed = mmdet_to_plugin(state_dict)
+            state_dict.clear()
+            state_dict.update(renamed)
             runner.logger.info('Checkpoint in mmdet DETR layout: renamed its '
                                'keys to detr_plugin layout.')
-            if key:
-                checkpoint[key] = state_dict
-            else:
-                checkpoint.clear()
-                checkpoint.update(state_dict)
-        mismatches = shape_mismatches(state_dict, model)
+        mismatches = shape_mismatches(state_dict, ours)
         if mismatches and self.on_mismatch == 'error':
             raise ValueError(misfit_message(
                 runner.cfg.get('load_from'), mismatches,
                 getattr(getattr(model, 'bbox_head', None), 'num_classes',
                         None)))
-        replaced = reset_mismatched_classifier(state_dict, model,
-                                               self.classifier)
+        replaced = [(key, theirs, want) for key, theirs, want in mismatches
+                    if key.startswith(self.classifier + '.')]
+        for key, _, _ in replaced:
+            state_dict[key] = ours[key].detach().clone()
         if replaced:
             runner.logger.warning(
-                'Checkpoint classifier has another class count ('
-                + '; '.join(replaced) + f'): {self.classifier} is '
-                're-initialized, every other weight loads from the '
-                'checkpoint.')
+                'Checkpoint classifier has another class count (' + '; '.join(
+                    f'{key}: {theirs} -> {want}'
+                    for key, theirs, want in replaced) + f'): '
+                f'{self.classifier} is re-initialized, every other weight '
+                'loads from the checkpoint.')

@@ -59,9 +59,8 @@ class NonFiniteLossHook(Hook):
         norm = torch.nn.utils.get_total_norm(grads)
         if not torch.isfinite(norm):
             self._skipped_norm = norm.item()
-            for group in optimizer.param_groups:
-                for p in group['params']:
-                    p.grad = None  # torch optimizers skip such parameters
+            # torch optimizers skip parameters without a gradient
+            optimizer.zero_grad(set_to_none=True)
 
     def before_train(self, runner) -> None:
         wrapper = runner.optim_wrapper  # an OptimWrapper or OptimWrapperDict
