@@ -13,10 +13,10 @@ The panoptic release (``detr-r50-panoptic-00ce5173.pth``, told by its
 ``detr.`` keys) becomes a ``DETRPanoptic`` with mmdet's 133 COCO panoptic
 classes (``--num-classes 250`` keeps every row) for
 ``configs/detr_panoptic/detr_r50_8xb2-panoptic-25e_coco.py``.
-``mmdet``: an mmdet 3.x checkpoint of DETR, Conditional DETR or DAB-DETR (the
-variant is told from its keys; ``--model`` names it). The output
-``{'state_dict', 'meta'}`` loads strictly into the matching config of
-``configs/`` (``load_from=...`` or ``tools/test.py CONFIG OUT``).
+``mmdet``: an mmdet 3.x checkpoint of DETR or a successor (Conditional DETR,
+DAB-DETR, Deformable DETR, DINO; told from its keys, ``--model`` names it).
+The output ``{'state_dict', 'meta'}`` loads strictly into the matching config
+of ``configs/`` (``load_from=...`` or ``tools/test.py CONFIG OUT``).
 """
 import argparse
 import os
@@ -49,16 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    out_dir = osp.dirname(osp.abspath(args.dst))
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     converted = convert_checkpoint(args.src, args.dst, args.source,
                                    args.num_classes, args.model)
     state_dict = converted['state_dict']
     num_params = sum(v.numel() for v in state_dict.values()
                      if v.is_floating_point())
-    classes = num_classes_of(state_dict)
     print(f'{args.src} ({args.source}) -> {args.dst}: {len(state_dict)} '
-          f'tensors, {num_params / 1e6:.2f} M values, {classes} classes')
+          f'tensors, {num_params / 1e6:.2f} M values, '
+          f'{num_classes_of(state_dict)} classes')
 
 
 if __name__ == '__main__':

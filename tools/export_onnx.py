@@ -3,16 +3,13 @@
     python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--opset 17]
         [--shape 800 1216] [--check-shapes 800 1216 608 800] [--dynamo]
 
-The graph takes ``image`` ``(B, 3, H, W)`` float32, normalised as the
-config's data preprocessor does (RGB, mean/std) and padded bottom/right, and
-``mask`` ``(B, H, W)`` bool (True = padding); B, H and W are dynamic. It
-returns ``boxes`` ``(B, K, 4)`` xyxy pixels of the unpadded input, ``scores``
-``(B, K)`` and ``labels`` ``(B, K)``, K = max_per_img detections, by
-descending score: see :mod:`detr_plugin.deploy.onnx_export`. Multi-level
-models (Deformable DETR, DINO) export for exactly the ``--shape`` size (their
-level shapes are traced as constants): pad inputs to it; the tool says so. When
-onnxruntime is installed, the exported file is run on random images of the
-two ``--check-shapes`` sizes, alone and as one padded batch, and the largest
+The graph takes normalised, padded images and their padding mask and returns
+boxes, scores and labels, with a dynamic batch and image size: see
+:mod:`detr_plugin.deploy.onnx_export`. Multi-level models (Deformable DETR,
+DINO) export for exactly the ``--shape`` size (their level shapes are traced
+as constants): pad inputs to it; the tool says so. When onnxruntime is
+installed, the exported file is run on random images of the two
+``--check-shapes`` sizes, alone and as one padded batch, and the largest
 differences from PyTorch's ``predict`` are printed.
 """
 import argparse
@@ -52,8 +49,7 @@ def main(argv=None):
     args = parse_args(argv)
     detector = DETRInferencer(args.config, args.checkpoint,
                               device='cpu').model
-    out_dir = osp.dirname(osp.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     export_onnx(detector, args.out, tuple(args.shape), opset=args.opset,
                 dynamo=args.dynamo)
     fixed = has_fixed_input_size(detector)

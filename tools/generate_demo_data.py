@@ -41,19 +41,17 @@ def parse_args():
 
 def main():
     args = parse_args()
+    common = dict(num_train=args.num_train, num_val=args.num_val,
+                  image_size=tuple(args.image_size), seed=args.seed,
+                  max_objects=args.max_objects,
+                  size_range=tuple(args.size_range))
     if args.panoptic:
-        info = generate_panoptic_shapes_dataset(
-            args.out, num_train=args.num_train, num_val=args.num_val,
-            image_size=tuple(args.image_size), seed=args.seed,
-            max_objects=args.max_objects, size_range=tuple(args.size_range))
+        info = generate_panoptic_shapes_dataset(args.out, **common)
     else:
         info = generate_shapes_dataset(
-            args.out, num_train=args.num_train, num_val=args.num_val,
-            image_size=tuple(args.image_size), seed=args.seed,
-            category_ids=args.category_ids,
+            args.out, category_ids=args.category_ids,
             empty_fraction=args.empty_fraction,
-            max_objects=args.max_objects,
-            size_range=tuple(args.size_range), num_classes=args.num_classes)
+            num_classes=args.num_classes, **common)
     print(json.dumps(info, indent=2))
 
 

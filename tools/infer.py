@@ -70,7 +70,7 @@ def drawing_names(images):
 
 def main(argv=None) -> str:
     """Run; returns the path of the results JSON."""
-    from mmengine.utils import ProgressBar
+    from mmengine.utils import track_iter_progress
     args = parse_args(argv)
     images = list_images(args.input)
     inferencer = DETRInferencer(args.config, args.checkpoint,
@@ -79,8 +79,8 @@ def main(argv=None) -> str:
     panoptic_dir = osp.join(args.out_dir, 'panoptic')
     os.makedirs(vis_dir, exist_ok=True)
     results, done, skipped = [], [], []
-    progress = ProgressBar(len(images))
-    for path, name in zip(images, drawing_names(images)):
+    for path, name in track_iter_progress(
+            list(zip(images, drawing_names(images)))):
         try:
             result = inferencer(path)
             if 'pred_panoptic_seg' in result:
@@ -95,8 +95,6 @@ def main(argv=None) -> str:
             print(f'\nskipped {path}: {type(e).__name__}: {e}',
                   file=sys.stderr)
             continue
-        finally:
-            progress.update()
         results.append(result)
         done.append(path)
     entries = coco_results(results, done, inferencer.category_ids(),
@@ -104,7 +102,7 @@ def main(argv=None) -> str:
     out_json = osp.join(args.out_dir, 'results.bbox.json')
     with open(out_json, 'w') as f:
         json.dump(entries, f)
-    print(f'\n{len(done)} images, {len(entries)} detections scoring >= '
+    print(f'{len(done)} images, {len(entries)} detections scoring >= '
           f'{args.score_thr}: drawn in {vis_dir}, listed in {out_json}')
     if osp.isdir(panoptic_dir):
         print(f'panoptic segmentations drawn in {panoptic_dir}')

@@ -83,8 +83,7 @@ def plot(maps: AttentionMaps, classes, out_file: str) -> None:
                  'queries; row 3: last encoder layer self-attention',
                  fontsize=10)
     fig.tight_layout()
-    out_dir = osp.dirname(osp.abspath(out_file))
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
 

@@ -108,26 +108,22 @@ def attention_maps(inferencer: DETRInferencer,
         encoder_weights = self_attn.attn_weights.mean(1)[0]  # (h*w, h*w)
     height, width = feats[-1].shape[-2:]
 
-    head = model.bbox_head
-    cls_logits, box_preds = head(hidden_states[-1:])
-    num_queries = cls_logits.size(2)
-    topk = min(topk, num_queries)
+    cls_logits, box_preds = model.bbox_head(hidden_states[-1:])
+    topk = min(topk, cls_logits.size(2))  # at most num_queries
     # the queries behind the top-k detections: the head ranks the same way
     probs = cls_logits[-1, 0].float().softmax(-1)[:, :-1]  # (Q, C)
-    best, _ = probs.max(-1)
-    _, queries = best.topk(topk)
-    detections = head.predict_by_feat(cls_logits, box_preds,
-                                      [s.metainfo for s in samples],
-                                      rescale=True)[0][:topk]
+    queries = probs.max(-1).values.topk(topk).indices
+    detections = model.bbox_head.predict_by_feat(
+        cls_logits, box_preds, [s.metainfo for s in samples],
+        rescale=True)[0][:topk]
     decoder_maps = decoder_weights[queries].view(topk, height, width)
 
     meta = samples[0].metainfo
     scale_w, scale_h = meta['scale_factor']
     input_h, input_w = meta['batch_input_shape']
-    if points is None:
+    if points is None:  # box centres
         boxes = detections.bboxes[:num_points]
-        points = torch.stack(((boxes[:, 0] + boxes[:, 2]) / 2,
-                              (boxes[:, 1] + boxes[:, 3]) / 2), dim=1)
+        points = (boxes[:, :2] + boxes[:, 2:]) / 2
     points = torch.as_tensor(points, dtype=torch.float32).view(-1, 2)
     rows = (points[:, 1] * scale_h / input_h * height).long().clamp(
         0, height - 1)

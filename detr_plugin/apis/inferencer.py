@@ -6,15 +6,14 @@ import copy
 import glob
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from functools import cached_property
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import Compose
+from mmdet.apis.det_inferencer import IMG_EXTENSIONS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
-
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp')
 
 
 def list_images(source: str) -> List[str]:
@@ -28,9 +27,9 @@ def list_images(source: str) -> List[str]:
     else:
         paths = sorted(glob.glob(source, recursive=True))
     images = [p for p in paths
-              if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)]
+              if osp.isfile(p) and p.lower().endswith(IMG_EXTENSIONS)]
     if not images:
-        raise FileNotFoundError(f'no image ({", ".join(IMAGE_EXTENSIONS)}) '
+        raise FileNotFoundError(f'no image ({", ".join(IMG_EXTENSIONS)}) '
                                 f'found at {source!r}')
     return images
 
@@ -74,13 +73,10 @@ class DETRInferencer:
         # allow-lists mmengine's checkpoint types for weights_only loading
         # and registers mmdet's transforms / visualizers for our scope
         from .. import engine  # noqa: F401
-        config = Config.fromfile(config) if isinstance(config, str) \
-            else copy.deepcopy(config)
-        self.model = init_detector(config, checkpoint, palette=palette,
-                                   device=device)
+        self.model = init_detector(  # it edits a Config it is given
+            config if isinstance(config, str) else copy.deepcopy(config),
+            checkpoint, palette=palette, device=device)
         self.cfg = self.model.cfg
-        self._pipelines: Dict[bool, Compose] = {}
-        self._visualizer = None
 
     @property
     def classes(self) -> Sequence[str]:
@@ -90,14 +86,12 @@ class DETRInferencer:
         """The config's test pipeline without ``Load(Panoptic)Annotations``
         (images have none); it loads from a file or, ``from_array``, an
         array."""
-        if from_array not in self._pipelines:
-            steps = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
-            steps = [s for s in steps if s['type'].split('.')[-1] not in
-                     ('LoadAnnotations', 'LoadPanopticAnnotations')]
-            if from_array:
-                steps[0]['type'] = 'mmdet.LoadImageFromNDArray'
-            self._pipelines[from_array] = Compose(steps)
-        return self._pipelines[from_array]
+        steps = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
+        steps = [s for s in steps if s['type'].split('.')[-1] not in
+                 ('LoadAnnotations', 'LoadPanopticAnnotations')]
+        if from_array:
+            steps[0]['type'] = 'mmdet.LoadImageFromNDArray'
+        return Compose(steps)
 
     def __call__(self, image: Union[str, np.ndarray]) -> DetDataSample:
         """Detect in one image (a path, or a BGR ``(H, W, 3)`` uint8 array):
@@ -110,21 +104,20 @@ class DETRInferencer:
             self.model, image,
             test_pipeline=self.pipeline(isinstance(image, np.ndarray)))
 
-    @property
+    @cached_property
     def visualizer(self):
         """mmdet's ``DetLocalVisualizer`` from the config (without storage
         backends), knowing the model's classes and palette."""
-        if self._visualizer is None:
-            import mmdet.visualization  # noqa: F401  (registers it)
+        import mmdet.visualization  # noqa: F401  (registers it)
 
-            from ..registry import VISUALIZERS
-            vis_cfg = copy.deepcopy(self.cfg.get(
-                'visualizer', dict(type='DetLocalVisualizer')))
-            vis_cfg.update(vis_backends=None, save_dir=None,
-                           name=f'detr_inferencer_{id(self)}')
-            self._visualizer = VISUALIZERS.build(vis_cfg)
-            self._visualizer.dataset_meta = self.model.dataset_meta
-        return self._visualizer
+        from ..registry import VISUALIZERS
+        vis_cfg = copy.deepcopy(self.cfg.get(
+            'visualizer', dict(type='DetLocalVisualizer')))
+        vis_cfg.update(vis_backends=None, save_dir=None,
+                       name=f'detr_inferencer_{id(self)}')
+        visualizer = VISUALIZERS.build(vis_cfg)
+        visualizer.dataset_meta = self.model.dataset_meta
+        return visualizer
 
     def draw(self, image_path: str, result: DetDataSample, out_file: str,
              score_thr: float, max_side: Optional[int] = None,
@@ -163,16 +156,12 @@ class DETRInferencer:
         otherwise ``label + 1``, the ids of a COCO file numbering its
         categories from 1 in the order of the classes."""
         from ..checkpoint_converters import (COCO_CATEGORY_IDS,
-                                             COCO_PANOPTIC_STUFF_IDS,
+                                             COCO_PANOPTIC_IDS,
                                              coco_class_names)
-        classes = list(self.classes)
-        if classes == coco_class_names(80):
-            return list(COCO_CATEGORY_IDS)
-        if classes == coco_class_names(133):
-            return list(COCO_CATEGORY_IDS + COCO_PANOPTIC_STUFF_IDS)
-        if classes == coco_class_names(91):
-            return list(range(91))
-        return [label + 1 for label in range(len(classes))]
+        for ids in (COCO_CATEGORY_IDS, COCO_PANOPTIC_IDS, range(91)):
+            if list(self.classes) == coco_class_names(len(ids)):
+                return list(ids)
+        return list(range(1, len(self.classes) + 1))
 
 
 def coco_results(results: Sequence[DetDataSample],

@@ -136,14 +136,10 @@ def generate_panoptic_shapes_dataset(
         seed: int = 0,
         max_objects: int = 3,
         size_range: Tuple[float, float] = (0.3, 0.6)) -> Dict[str, object]:
-    """Write the panoptic shapes set (see the module docstring) under
-    ``root``.
+    """Write the panoptic set (see the module docstring) under ``root``.
 
     Args:
-        root: output folder (created).
-        num_train, num_val: images per split.
         image_size: ``(h, w)`` of every image in pixels.
-        seed: the only source of randomness.
         max_objects: shapes per image are uniform in ``0..max_objects``
             (fewer when the image gets too crowded).
         size_range: shape width as fractions of ``min(h, w)``.

@@ -50,17 +50,6 @@ def mask_bbox(mask: np.ndarray) -> List[float]:
     return [float(v) for v in cv2.boundingRect(mask.astype(np.uint8))]
 
 
-def _draw_image(num_objects: int, height: int, width: int,
-                size_range: Tuple[float, float], num_shapes: int,
-                rng: np.random.Generator) -> Tuple[np.ndarray, list]:
-    """One image and its objects as ``(shape index, mask)`` pairs."""
-    grey = rng.integers(60, 190)
-    img = np.full((height, width, 3), grey, np.float32)
-    img += rng.normal(0, 12, size=img.shape)
-    objects = draw_objects(img, num_objects, size_range, num_shapes, rng)
-    return np.clip(img, 0, 255).astype(np.uint8), objects
-
-
 def draw_objects(img: np.ndarray, num_objects: int,
                  size_range: Tuple[float, float], num_shapes: int,
                  rng: np.random.Generator) -> list:
@@ -99,10 +88,12 @@ def _write_split(root: str, split: str, num_images: int,
     images, annotations = [], []
     for i in range(num_images):
         n = 0 if i in empty else int(rng.integers(1, max_objects + 1))
-        img, objects = _draw_image(n, height, width, size_range,
-                                   len(categories), rng)
+        img = np.full((height, width, 3), rng.integers(60, 190), np.float32)
+        img += rng.normal(0, 12, size=img.shape)  # a noisy grey background
+        objects = draw_objects(img, n, size_range, len(categories), rng)
         file_name = f'{i + 1:06d}.{ext}'
-        cv2.imwrite(osp.join(root, split, file_name), img)
+        cv2.imwrite(osp.join(root, split, file_name),
+                    np.clip(img, 0, 255).astype(np.uint8))
         images.append(dict(id=i + 1, file_name=file_name, height=height,
                            width=width))
         for label, mask in objects:

@@ -83,32 +83,28 @@ def export_onnx(detector: nn.Module, out_file: str,
             of the TorchScript-based one (deprecated since torch 2.9, still
             the faster and default choice in torch 2.13).
     """
-    wrapper = DETRExportWrapper(detector)
     image = torch.randn(1, 3, *sample_shape)
     mask = torch.zeros(1, *sample_shape, dtype=torch.bool)
-    kwargs = dict(input_names=list(INPUT_NAMES),
-                  output_names=list(OUTPUT_NAMES), opset_version=opset,
-                  dynamo=dynamo)
-    fixed = has_fixed_input_size(detector)
-    if dynamo:
-        batch = torch.export.Dim('batch')
-        height = None if fixed else torch.export.Dim('height', min=32,
-                                                     max=8192)
-        width = None if fixed else torch.export.Dim('width', min=32,
-                                                    max=8192)
-        kwargs['dynamic_shapes'] = dict(
-            image={0: batch, 2: height, 3: width},
-            mask={0: batch, 1: height, 2: width})
+    axes = dict(image={0: 'batch', 2: 'height', 3: 'width'},
+                mask={0: 'batch', 1: 'height', 2: 'width'})
+    if has_fixed_input_size(detector):
+        axes = dict(image={0: 'batch'}, mask={0: 'batch'})
+    if dynamo:  # the same axes as torch.export's dims
+        dims = dict(batch=torch.export.Dim('batch'),
+                    height=torch.export.Dim('height', min=32, max=8192),
+                    width=torch.export.Dim('width', min=32, max=8192))
+        kwargs = dict(dynamic_shapes={
+            name: {axis: dims[dim] for axis, dim in named.items()}
+            for name, named in axes.items()})
     else:
-        image_axes = {0: 'batch'} if fixed else \
-            {0: 'batch', 2: 'height', 3: 'width'}
-        kwargs['dynamic_axes'] = dict(
-            image=image_axes,
-            mask={0: 'batch'} if fixed else
-            {0: 'batch', 1: 'height', 2: 'width'},
-            boxes={0: 'batch'}, scores={0: 'batch'}, labels={0: 'batch'})
+        kwargs = dict(dynamic_axes=dict(
+            axes, boxes={0: 'batch'}, scores={0: 'batch'},
+            labels={0: 'batch'}))
     with torch.no_grad():
-        torch.onnx.export(wrapper, (image, mask), out_file, **kwargs)
+        torch.onnx.export(DETRExportWrapper(detector), (image, mask),
+                          out_file, input_names=list(INPUT_NAMES),
+                          output_names=list(OUTPUT_NAMES),
+                          opset_version=opset, dynamo=dynamo, **kwargs)
     assert not detector.training, 'the exporter left the detector training'
 
 
