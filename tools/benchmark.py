@@ -255,15 +255,48 @@ def amp_dtype(device: str) -> str:
     return 'float32 (no native bf16 on this CPU: --amp trains in fp32)'
 
 
+@contextlib.contextmanager
+def replayed_choices(model):
+    """Record the model's discrete choices -- the two-stage proposal ranking
+    and the Hungarian matches -- until the yielded function is called, then
+    make it take the recorded ones again, in order. An untrained model's
+    proposals and queries are near-tied by the hundred (DINO: 900), so
+    rounding alone picks others, and a loss gap would measure that
+    tie-breaking instead of the precision's error."""
+    recorded, replaying = dict(assign=[], proposal_score=[]), []
+    assigner = model.bbox_head.assigner
+
+    def choice(name, compute):
+        def choose(*args):
+            if replaying:
+                return recorded[name].pop(0)
+            recorded[name].append(compute(*args))
+            return recorded[name][-1]
+        return choose
+
+    assigner.assign = choice('assign', type(assigner).assign.__get__(
+        assigner))
+    if getattr(model, 'as_two_stage', False):
+        model.proposal_score = choice('proposal_score',
+                                      type(model).proposal_score)
+    try:
+        yield lambda: replaying.append(True)
+    finally:
+        del assigner.assign
+        vars(model).pop('proposal_score', None)
+
+
 def first_step_loss_gap(ours, device) -> float:
     """Largest relative difference of the losses of one batch, bf16 vs
-    fp32 (eval mode: dropout would make them differ at random; the same
-    seed before each: DINO's denoising noise too)."""
+    fp32, with the same discrete choices (:func:`replayed_choices`), in eval
+    mode (dropout would make them differ at random) and with the same seed
+    before each (DINO's denoising noise)."""
     inputs, samples = to_device(make_batch(TRAIN_SHAPES, [7, 3]), device)
     model = copy.deepcopy(ours).eval()
-    with torch.no_grad():
+    with torch.no_grad(), replayed_choices(model) as replay:
         torch.manual_seed(0)
         fp32 = model.loss(inputs, samples)
+        replay()
         torch.manual_seed(0)
         with torch.autocast(device, dtype=torch.bfloat16):
             bf16 = model.loss(inputs, samples)
