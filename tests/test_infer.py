@@ -167,3 +167,43 @@ def test_drawings_of_images_sharing_a_name_do_not_overwrite():
         ['a.jpg', 'b.jpg']
     assert infer.drawing_names(['/d/x/a.jpg', '/d/y/a.jpg']) == \
         ['x_a.jpg', 'y_a.jpg']
+
+
+def test_inferencer_refuses_a_checkpoint_of_another_class_count(
+        detector_files, tmp_path):
+    """init_detector would load it with a warning and predict with a random
+    classifier; the inferencer stops, naming the classifier and the fix."""
+    from mmengine.runner import CheckpointLoader
+    config, checkpoint, _ = detector_files
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state_dict = loaded['state_dict']
+    for name in ('weight', 'bias'):  # 80 classes + no-object
+        old = state_dict[f'bbox_head.fc_cls.{name}']
+        state_dict[f'bbox_head.fc_cls.{name}'] = old.new_zeros(
+            (81, ) + old.shape[1:])
+    misfit = str(tmp_path / 'coco80.pth')
+    torch.save(loaded, misfit)
+    with pytest.raises(ValueError, match=(
+            rf'checkpoint {misfit} does not fit the model of the config: its '
+            r'classifier bbox_head\.fc_cls\.weight is \(81, .*80 classes in '
+            rf'the checkpoint, {len(CLASSES)} in the config')):
+        DETRInferencer(config, misfit)
+
+
+def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
+                                                       tmp_path):
+    """Its keys are renamed as tools/test.py's hook renames them: the same
+    detections as from the checkpoint in our layout."""
+    from mmengine.runner import CheckpointLoader
+
+    from detr_plugin.checkpoint_converters import plugin_to_mmdet
+    config, checkpoint, images = detector_files
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    loaded['state_dict'] = plugin_to_mmdet(loaded['state_dict'])
+    mmdet_layout = str(tmp_path / 'mmdet_layout.pth')
+    torch.save(loaded, mmdet_layout)
+    path = osp.join(images, 'a.jpg')
+    ours = DETRInferencer(config, checkpoint)(path).pred_instances
+    theirs = DETRInferencer(config, mmdet_layout)(path).pred_instances
+    assert torch.equal(ours.scores, theirs.scores)
+    assert torch.equal(ours.bboxes, theirs.bboxes)

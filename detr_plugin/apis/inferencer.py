@@ -77,6 +77,29 @@ class DETRInferencer:
             config if isinstance(config, str) else copy.deepcopy(config),
             checkpoint, palette=palette, device=device)
         self.cfg = self.model.cfg
+        if checkpoint is not None:
+            self.fit_checkpoint(checkpoint)
+
+    def fit_checkpoint(self, path: str) -> None:
+        """``init_detector`` loads with ``strict=False``: refuse a checkpoint
+        with tensors of other shapes (a misfit classifier would predict at
+        random after a warning), and load one in mmdet's DETR layout renamed
+        (its transformer would stay random), as ``tools/test.py`` does."""
+        from mmengine.runner import CheckpointLoader
+
+        from ..engine.hooks.adapt_checkpoint import (fit_to_model,
+                                                     misfit_message,
+                                                     shape_mismatches)
+        loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        state_dict, ours = loaded.get('state_dict', loaded), \
+            self.model.state_dict()
+        renamed = fit_to_model(state_dict, ours)
+        mismatches = shape_mismatches(state_dict, ours)
+        if mismatches:
+            raise ValueError(misfit_message(path, mismatches, getattr(
+                self.model.bbox_head, 'num_classes', None)))
+        if renamed:
+            self.model.load_state_dict(state_dict, strict=False)
 
     @property
     def classes(self) -> Sequence[str]:

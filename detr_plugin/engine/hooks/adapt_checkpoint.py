@@ -7,7 +7,9 @@ model's own initial classifier instead, with one log line, and renames a
 checkpoint of mmdet's DETR to this package's layout, in
 ``after_load_checkpoint``: after the file is read, before it is copied in.
 ``tools/test.py`` makes it refuse a checkpoint that does not fit instead
-(mmengine would evaluate a random classifier after that warning).
+(mmengine would evaluate a random classifier after that warning), as
+``tools/infer.py`` does through :func:`fit_to_model` and
+:func:`misfit_message`.
 """
 import re
 from typing import Dict, List, Optional, Tuple
@@ -33,6 +35,22 @@ def shape_mismatches(state_dict: Dict[str, Tensor], ours: Dict[str, Tensor]
             for key, value in state_dict.items() if key in ours
             for theirs in [tuple(getattr(value, 'shape', ()))]
             if theirs != tuple(ours[key].shape)]
+
+
+def fit_to_model(state_dict: Dict[str, Tensor],
+                 ours: Dict[str, Tensor]) -> bool:
+    """Give ``state_dict`` (in place) the keys of the model's state dict
+    ``ours``: without a DDP module's ``module.`` prefix (mmengine drops it
+    too, after the hook) and renamed from mmdet's DETR layout if it is in
+    that layout (then True)."""
+    for key in [k for k in state_dict if k.startswith('module.')]:
+        state_dict[key[len('module.'):]] = state_dict.pop(key)
+    if MMDET_LAYOUT_KEY not in state_dict or MMDET_LAYOUT_KEY in ours:
+        return False
+    renamed = mmdet_to_plugin(state_dict)
+    state_dict.clear()
+    state_dict.update(renamed)
+    return True
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
@@ -87,13 +105,7 @@ class AdaptCheckpointHook(Hook):
         ours = model.state_dict()
         # edited in place: the checkpoint's 'state_dict', or the checkpoint
         state_dict = checkpoint.get('state_dict', checkpoint)
-        # a DDP module's keys; mmengine drops this prefix too, after the hook
-        for key in [k for k in state_dict if k.startswith('module.')]:
-            state_dict[key[len('module.'):]] = state_dict.pop(key)
-        if MMDET_LAYOUT_KEY in state_dict and MMDET_LAYOUT_KEY not in ours:
-            renamed = mmdet_to_plugin(state_dict)
-            state_dict.clear()
-            state_dict.update(renamed)
+        if fit_to_model(state_dict, ours):
             runner.logger.info('Checkpoint in mmdet DETR layout: renamed its '
                                'keys to detr_plugin layout.')
         mismatches = shape_mismatches(state_dict, ours)
