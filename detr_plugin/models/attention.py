@@ -27,6 +27,11 @@ def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
     return x if pos is None else x + pos
 
 
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """``(B, L, D)`` -> ``(B, H, L, D / H)``."""
+    return x.view(*x.shape[:2], num_heads, -1).transpose(1, 2)
+
+
 def attend_mask(attn_mask: Optional[Tensor],
                 key_padding_mask: Optional[Tensor], num_heads: int,
                 batch: int) -> Optional[Tensor]:
@@ -88,11 +93,6 @@ class MultiheadAttention(BaseModule):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def _split_heads(self, x: Tensor) -> Tensor:
-        """``(B, L, D)`` -> ``(B, H, L, D / H)``."""
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, -1).transpose(1, 2)
-
     def forward(self,
                 query: Tensor,
                 key: Optional[Tensor] = None,
@@ -126,9 +126,10 @@ class MultiheadAttention(BaseModule):
         value = key if value is None else value
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = self._split_heads(F.linear(_with_pos(query, query_pos), w_q, b_q))
-        k = self._split_heads(F.linear(_with_pos(key, key_pos), w_k, b_k))
-        v = self._split_heads(F.linear(value, w_v, b_v))
+        q, k, v = (split_heads(F.linear(x, w, b), self.num_heads)
+                   for x, w, b in ((_with_pos(query, query_pos), w_q, b_q),
+                                   (_with_pos(key, key_pos), w_k, b_k),
+                                   (value, w_v, b_v)))
         attend = attend_mask(attn_mask, key_padding_mask, self.num_heads,
                              query.size(0))
         dropout_p = self.attn_drop if self.training else 0.

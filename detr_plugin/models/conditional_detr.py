@@ -27,7 +27,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .attention import attend_mask
+from .attention import attend_mask, split_heads
 from .detr import DETR
 from .detr_head import MLP
 from .transformer_layers import DetrTransformerDecoder
@@ -73,10 +73,6 @@ class ConditionalAttention(BaseModule):
         nn.init.constant_(self.out_proj.bias, 0.)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _heads(self, x: Tensor) -> Tensor:
-        """``(B, L, D)`` -> ``(B, H, L, D / H)``."""
-        return x.view(*x.shape[:2], self.num_heads, -1).transpose(1, 2)
-
     def forward(self,
                 query: Tensor,
                 key: Optional[Tensor] = None,
@@ -110,12 +106,12 @@ class ConditionalAttention(BaseModule):
         k_pos = self.kpos_proj(key_pos)
         if not self.cross_attn or is_first or self.keep_query_pos:
             q, k = q + self.qpos_proj(query_pos), k + k_pos
-        q, k, v = self._heads(q), self._heads(k), self._heads(
-            self.v_proj(value))
+        heads = self.num_heads
+        q, k, v = (split_heads(x, heads) for x in (q, k, self.v_proj(value)))
         if self.cross_attn:  # the spatial half of each head
-            sine = self._heads(self.qpos_sine_proj(ref_sine_embed))
+            sine = split_heads(self.qpos_sine_proj(ref_sine_embed), heads)
             q = torch.cat((q, sine), -1)  # (B, H, Lq, 2 D / H)
-            k = torch.cat((k, self._heads(k_pos)), -1)
+            k = torch.cat((k, split_heads(k_pos, heads)), -1)
         out = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attend_mask(attn_mask, key_padding_mask,
