@@ -84,7 +84,10 @@ class DETRInferencer:
         """``init_detector`` loads with ``strict=False``: refuse a checkpoint
         with tensors of other shapes (a misfit classifier would predict at
         random after a warning), and load one in mmdet's DETR layout renamed
-        (its transformer would stay random), as ``tools/test.py`` does."""
+        (its transformer would stay random), as ``tools/test.py`` does.
+        It reads the file a second time: ``init_detector`` keeps the dict
+        it loaded to itself, and building without it would mean restating
+        its class and palette look-up."""
         from mmengine.runner import CheckpointLoader
 
         from ..engine.hooks.adapt_checkpoint import (fit_to_model,
