@@ -33,7 +33,10 @@ def build_wrapper(model, optim_cfg):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
-def test_amp_flag_selects_cpu_autocast_wrapper():
+def test_amp_flag_selects_cpu_autocast_wrapper(monkeypatch):
+    """On a CPU with native bf16 (the probe patched, so that this holds on
+    an AVX2-only CPU too) ``--amp`` selects bf16 CPU autocast."""
+    monkeypatch.setattr(cpu_autocast, 'native_bf16', lambda: True)
     cfg = Config.fromfile(DETR_R50)
     cli.enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
@@ -45,8 +48,8 @@ def test_amp_flag_selects_cpu_autocast_wrapper():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
 def test_amp_without_native_bf16_trains_fp32_saying_so(monkeypatch):
-    """On a CPU without native bf16 (the probe patched: this one has it)
-    ``--amp`` keeps fp32 with one warning naming the way to force bf16,
+    """On a CPU without native bf16 (the probe patched, whatever this one
+    has) ``--amp`` keeps fp32 with one warning naming the way to force bf16,
     which works; the benchmark's ``amp_train_step`` says which it ran
     (issue 14, item 2)."""
     monkeypatch.setattr(cpu_autocast, 'native_bf16', lambda: False)
