@@ -190,6 +190,23 @@ def test_inferencer_refuses_a_checkpoint_of_another_class_count(
         DETRInferencer(config, misfit)
 
 
+def test_inferencer_refuses_a_checkpoint_without_the_transformer(
+        detector_files, tmp_path):
+    """A backbone-only checkpoint: init_detector would warn of missing keys
+    and predict with a random transformer; the inferencer stops."""
+    from mmengine.runner import CheckpointLoader
+    config, checkpoint, _ = detector_files
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    loaded['state_dict'] = {k: v for k, v in loaded['state_dict'].items()
+                            if k.startswith('backbone.')}
+    partial = str(tmp_path / 'backbone_only.pth')
+    torch.save(loaded, partial)
+    with pytest.raises(ValueError, match=(
+            rf'checkpoint {partial} does not fit the model of the config: it '
+            r"lacks \d+ of the model's tensors \(in .*encoder\.layers: \d+")):
+        DETRInferencer(config, partial)
+
+
 def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
                                                        tmp_path):
     """Its keys are renamed as tools/test.py's hook renames them: the same

@@ -226,6 +226,27 @@ def test_test_tool_refuses_a_checkpoint_of_another_class_count(runs,
     assert 'coco/bbox_mAP' not in proc.out
 
 
+def test_test_tool_refuses_a_checkpoint_without_some_layers(runs, tmp_path):
+    """A checkpoint without the decoder (another model's, or a part of one):
+    mmengine warned "missing keys", evaluated a random decoder and exited 0;
+    tools/test.py refuses, naming the modules it lacks and the fix."""
+    loaded = load_checkpoint(osp.join(runs['straight'], 'iter_4.pth'))
+    state_dict = loaded['state_dict']
+    dropped = [k for k in state_dict if k.startswith('decoder.layers.')]
+    for key in dropped:
+        del state_dict[key]
+    ckpt = str(tmp_path / 'no_decoder.pth')
+    torch.save(loaded, ckpt)
+    proc = run_tool(['test.py', TINY_CONFIG, ckpt, '--work-dir',
+                     str(tmp_path)], runs['root'], check=False)
+    assert proc.returncode != 0
+    assert f'the checkpoint {ckpt} does not fit the model of the config: it ' \
+        f"lacks {len(dropped)} of the model's tensors (in decoder.layers: " \
+        f'{len(dropped)}; e.g. {dropped[0]}), which would keep their random ' \
+        'initial values' in proc.out
+    assert 'coco/bbox_mAP' not in proc.out
+
+
 def test_only_history_buffer_statistics_may_be_fetched(tmp_path):
     """mmengine pickles ``getattr(HistoryBuffer, 'min')`` etc.; any other
     ``getattr`` in a checkpoint is refused."""
@@ -255,3 +276,24 @@ def test_misfit_message_names_the_successors_classifiers():
         '1 other tensors differ in shape (e.g. query_embedding.weight: '
         '(300, 256) in the checkpoint, (100, 256) in the model): it is of '
         'another model. Fix: use the config it was trained with.')
+
+
+def test_missing_tensors_are_counted_by_module():
+    """Tensors the checkpoint lacks are counted under their module (the
+    first two name parts, most first); BN's step counters do not count."""
+    from detr_plugin.engine.hooks.adapt_checkpoint import (misfit_message,
+                                                           missing_tensors)
+    ours = dict.fromkeys([
+        'backbone.conv1.weight', 'backbone.bn1.num_batches_tracked',
+        'decoder.layers.0.ffn.weight', 'decoder.layers.1.ffn.weight',
+        'bbox_head.fc_cls.weight'])
+    missing = missing_tensors({'bbox_head.fc_cls.weight': None}, ours)
+    assert missing == ['backbone.conv1.weight', 'decoder.layers.0.ffn.weight',
+                       'decoder.layers.1.ffn.weight']
+    assert misfit_message('x.pth', [], 1, missing) == (
+        'the checkpoint x.pth does not fit the model of the config: it lacks '
+        "3 of the model's tensors (in decoder.layers: 2, backbone.conv1: 1; "
+        'e.g. backbone.conv1.weight), which would keep their random initial '
+        'values: it holds another model, or only a part of one (e.g. a '
+        'backbone). Fix: use a checkpoint trained with this config, or the '
+        'config it was trained with.')

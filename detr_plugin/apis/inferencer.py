@@ -82,8 +82,9 @@ class DETRInferencer:
 
     def fit_checkpoint(self, path: str) -> None:
         """``init_detector`` loads with ``strict=False``: refuse a checkpoint
-        with tensors of other shapes (a misfit classifier would predict at
-        random after a warning), and load one in mmdet's DETR layout renamed
+        with tensors of other shapes, or without some of the model's (a
+        misfit classifier or missing layers would predict at random after a
+        warning), and load one in mmdet's DETR layout renamed
         (its transformer would stay random), as ``tools/test.py`` does.
         It reads the file a second time: ``init_detector`` keeps the dict
         it loaded to itself, and building without it would mean restating
@@ -92,15 +93,17 @@ class DETRInferencer:
 
         from ..engine.hooks.adapt_checkpoint import (fit_to_model,
                                                      misfit_message,
+                                                     missing_tensors,
                                                      shape_mismatches)
         loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state_dict, ours = loaded.get('state_dict', loaded), \
             self.model.state_dict()
         renamed = fit_to_model(state_dict, ours)
         mismatches = shape_mismatches(state_dict, ours)
-        if mismatches:
+        missing = missing_tensors(state_dict, ours)
+        if mismatches or missing:
             raise ValueError(misfit_message(path, mismatches, getattr(
-                self.model.bbox_head, 'num_classes', None)))
+                self.model.bbox_head, 'num_classes', None), missing))
         if renamed:
             self.model.load_state_dict(state_dict, strict=False)
 

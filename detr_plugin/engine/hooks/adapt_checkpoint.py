@@ -7,12 +7,14 @@ model's own initial classifier instead, with one log line, and renames a
 checkpoint of mmdet's DETR to this package's layout, in
 ``after_load_checkpoint``: after the file is read, before it is copied in.
 ``tools/test.py`` makes it refuse a checkpoint that does not fit instead
-(mmengine would evaluate a random classifier after that warning), as
+(mmengine would evaluate a random classifier, or random layers the file
+lacks, after a warning), as
 ``tools/infer.py`` does through :func:`fit_to_model` and
 :func:`misfit_message`.
 """
 import re
-from typing import Dict, List, Optional, Tuple
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -37,6 +39,14 @@ def shape_mismatches(state_dict: Dict[str, Tensor], ours: Dict[str, Tensor]
             if theirs != tuple(ours[key].shape)]
 
 
+def missing_tensors(state_dict: Dict[str, Tensor],
+                    ours: Dict[str, Tensor]) -> List[str]:
+    """The keys of the model's state dict ``ours`` that ``state_dict`` lacks
+    (BN's ``num_batches_tracked`` counters aside: outputs do not use them)."""
+    return [key for key in ours if key not in state_dict
+            and not key.endswith('num_batches_tracked')]
+
+
 def fit_to_model(state_dict: Dict[str, Tensor],
                  ours: Dict[str, Tensor]) -> bool:
     """Give ``state_dict`` (in place) the keys of the model's state dict
@@ -54,9 +64,11 @@ def fit_to_model(state_dict: Dict[str, Tensor],
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
-                   num_classes: Optional[int]) -> str:
+                   num_classes: Optional[int], missing: Sequence[str] = ()
+                   ) -> str:
     """Why the checkpoint at ``path`` does not fit the model (a head of
-    ``num_classes`` classes), the classifier named first, and the fix."""
+    ``num_classes`` classes): tensors of other shapes, the classifier named
+    first, and the ``missing`` ones (:func:`missing_tensors`); the fix."""
     text = f'the checkpoint {path} does not fit the model of the config: '
     head = [m for m in mismatches if CLASSIFIER.match(m[0])]
     if head:
@@ -75,6 +87,15 @@ def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
                  f'{others[0][0]}: {others[0][1]} in the checkpoint, '
                  f'{others[0][2]} in the model): it is of another model. '
                  'Fix: use the config it was trained with.')
+    if missing:
+        modules = Counter('.'.join(key.split('.')[:2]) for key in missing)
+        text = text.rstrip() + (' it' if text.endswith(': ') else ' It') + (
+            f' lacks {len(missing)} of the model\'s tensors (in ' +
+            ', '.join(f'{m}: {n}' for m, n in modules.most_common(5)) +
+            f'; e.g. {missing[0]}), which would keep their random initial '
+            'values: it holds another model, or only a part of one (e.g. a '
+            'backbone). Fix: use a checkpoint trained with this config, or '
+            'the config it was trained with.')
     return text.strip()
 
 
@@ -87,7 +108,8 @@ class AdaptCheckpointHook(Hook):
             own initial weights when the checkpoint's class count differs.
         on_mismatch: ``'reset'`` (fine-tuning: that classifier is reset);
             ``'error'`` (testing, ``tools/test.py``): any tensor of another
-            shape stops the run, naming the classifier first and the fix.
+            shape, or one the checkpoint lacks, stops the run, naming the
+            classifier first and the fix.
     """
 
     priority = 'VERY_HIGH'
@@ -109,11 +131,12 @@ class AdaptCheckpointHook(Hook):
             runner.logger.info('Checkpoint in mmdet DETR layout: renamed its '
                                'keys to detr_plugin layout.')
         mismatches = shape_mismatches(state_dict, ours)
-        if mismatches and self.on_mismatch == 'error':
+        missing = missing_tensors(state_dict, ours)
+        if (mismatches or missing) and self.on_mismatch == 'error':
             raise ValueError(misfit_message(
                 runner.cfg.get('load_from'), mismatches,
                 getattr(getattr(model, 'bbox_head', None), 'num_classes',
-                        None)))
+                        None), missing))
         replaced = [(key, theirs, want) for key, theirs, want in mismatches
                     if key.startswith(self.classifier + '.')]
         for key, _, _ in replaced:
