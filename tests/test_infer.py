@@ -208,9 +208,12 @@ def test_inferencer_refuses_a_checkpoint_without_the_transformer(
 
 
 def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
-                                                       tmp_path):
+                                                       tmp_path,
+                                                       monkeypatch):
     """Its keys are renamed as tools/test.py's hook renames them: the same
-    detections as from the checkpoint in our layout."""
+    detections as from the checkpoint in our layout, its classes, and the
+    file read once (init_detector loading it too warned of every key
+    "missing" before the renaming)."""
     from mmengine.runner import CheckpointLoader
 
     from detr_plugin.checkpoint_converters import plugin_to_mmdet
@@ -221,6 +224,12 @@ def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
     torch.save(loaded, mmdet_layout)
     path = osp.join(images, 'a.jpg')
     ours = DETRInferencer(config, checkpoint)(path).pred_instances
-    theirs = DETRInferencer(config, mmdet_layout)(path).pred_instances
+    reads, load = [], CheckpointLoader.load_checkpoint
+    monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', lambda *a, **k:
+                        reads.append(a) or load(*a, **k))
+    inferencer = DETRInferencer(config, mmdet_layout)
+    assert [a[0] for a in reads] == [mmdet_layout]
+    assert tuple(inferencer.classes) == CLASSES
+    theirs = inferencer(path).pred_instances
     assert torch.equal(ours.scores, theirs.scores)
     assert torch.equal(ours.bboxes, theirs.bboxes)

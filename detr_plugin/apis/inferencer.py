@@ -1,6 +1,7 @@
 """Detect objects in image files with a config and a checkpoint, through
-mmdet's ``init_detector`` (model, checkpoint, class names from its
-``meta.dataset_meta``), ``inference_detector`` and ``DetLocalVisualizer``.
+mmdet's ``init_detector`` (the model), mmengine's ``CheckpointLoader`` (the
+checkpoint: weights, class names from its ``meta.dataset_meta``),
+``inference_detector`` and ``DetLocalVisualizer``.
 """
 import copy
 import glob
@@ -68,44 +69,71 @@ class DETRInferencer:
                  checkpoint: Optional[str] = None,
                  device: str = 'cpu',
                  palette: str = 'none') -> None:
+        import warnings
+
         from mmdet.apis import init_detector
+        from mmengine.runner import CheckpointLoader
 
         # allow-lists mmengine's checkpoint types for weights_only loading
         # and registers mmdet's transforms / visualizers for our scope
         from .. import engine  # noqa: F401
-        self.model = init_detector(  # it edits a Config it is given
-            config if isinstance(config, str) else copy.deepcopy(config),
-            checkpoint, palette=palette, device=device)
+        loaded = None if checkpoint is None else \
+            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        with warnings.catch_warnings(record=True) as caught:
+            self.model = init_detector(  # it edits a Config it is given
+                config if isinstance(config, str) else
+                copy.deepcopy(config), None, palette=palette, device=device)
+        for w in caught:  # the checkpoint's classes replace COCO's (below)
+            if loaded is None or 'checkpoint is None' not in str(w.message):
+                warnings.warn(w.message, w.category)
         self.cfg = self.model.cfg
-        if checkpoint is not None:
-            self.fit_checkpoint(checkpoint)
+        if loaded is not None:
+            self.fit_checkpoint(checkpoint, loaded, palette)
 
-    def fit_checkpoint(self, path: str) -> None:
-        """``init_detector`` loads with ``strict=False``: refuse a checkpoint
-        with tensors of other shapes, or without some of the model's (a
-        misfit classifier or missing layers would predict at random after a
-        warning), and load one in mmdet's DETR layout renamed
-        (its transformer would stay random), as ``tools/test.py`` does.
-        It reads the file a second time: ``init_detector`` keeps the dict
-        it loaded to itself, and building without it would mean restating
-        its class and palette look-up."""
-        from mmengine.runner import CheckpointLoader
+    def fit_checkpoint(self, path: str, loaded: dict,
+                       palette: str = 'none') -> None:
+        """Load the checkpoint ``loaded`` from ``path`` into the model, as
+        ``init_detector`` would, but refusing one with tensors of other
+        shapes, or without some of the model's (``init_detector`` loads with
+        ``strict=False``: a misfit classifier or missing layers would predict
+        at random after a warning), and renaming one in mmdet's DETR layout
+        first (``init_detector`` would warn of every key missing before we
+        could rename them), as ``tools/test.py`` does."""
+        import warnings
+
+        from mmengine.logging import print_log
 
         from ..engine.hooks.adapt_checkpoint import (fit_to_model,
                                                      misfit_message,
                                                      missing_tensors,
                                                      shape_mismatches)
-        loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state_dict, ours = loaded.get('state_dict', loaded), \
             self.model.state_dict()
-        renamed = fit_to_model(state_dict, ours)
+        if fit_to_model(state_dict, ours):
+            print_log(f'{path} is in mmdet DETR layout: renamed its keys to '
+                      'detr_plugin layout.', logger='current')
         mismatches = shape_mismatches(state_dict, ours)
         missing = missing_tensors(state_dict, ours)
         if mismatches or missing:
             raise ValueError(misfit_message(path, mismatches, getattr(
                 self.model.bbox_head, 'num_classes', None), missing))
-        if renamed:
-            self.model.load_state_dict(state_dict, strict=False)
+        self.model.load_state_dict(state_dict, strict=False)
+        # init_detector's (mmdet 3.3.0) classes of a checkpoint, which it
+        # looks up only while loading one itself: its meta's dataset_meta
+        # (lower-cased keys) or mmdet 2's CLASSES, else COCO's with a warning
+        meta = loaded.get('meta') or {}
+        found = {k.lower(): v for k, v in meta['dataset_meta'].items()} \
+            if 'dataset_meta' in meta else dict(classes=meta['CLASSES']) \
+            if 'CLASSES' in meta else {}
+        if not found:
+            warnings.warn('dataset_meta or class names are not saved in the '
+                          "checkpoint's meta data, use COCO classes by "
+                          'default.')
+        # its palette: the argument, else the config's, else the checkpoint's
+        # (init_detector has set 'random' where neither names one)
+        if palette != 'none' or self.model.dataset_meta['palette'] != 'random':
+            found.pop('palette', None)
+        self.model.dataset_meta.update(found)
 
     @property
     def classes(self) -> Sequence[str]:
