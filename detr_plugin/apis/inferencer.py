@@ -101,22 +101,9 @@ class DETRInferencer:
         could rename them), as ``tools/test.py`` does."""
         import warnings
 
-        from mmengine.logging import print_log
-
-        from ..engine.hooks.adapt_checkpoint import (fit_to_model,
-                                                     misfit_message,
-                                                     missing_tensors,
-                                                     shape_mismatches)
-        state_dict, ours = loaded.get('state_dict', loaded), \
-            self.model.state_dict()
-        if fit_to_model(state_dict, ours):
-            print_log(f'{path} is in mmdet DETR layout: renamed its keys to '
-                      'detr_plugin layout.', logger='current')
-        mismatches = shape_mismatches(state_dict, ours)
-        missing = missing_tensors(state_dict, ours)
-        if mismatches or missing:
-            raise ValueError(misfit_message(path, mismatches, getattr(
-                self.model.bbox_head, 'num_classes', None), missing))
+        from ..engine.hooks.adapt_checkpoint import fit_to_model
+        state_dict = loaded.get('state_dict', loaded)
+        fit_to_model(state_dict, self.model, path, refuse_misfit=True)
         self.model.load_state_dict(state_dict, strict=False)
         # init_detector's (mmdet 3.3.0) classes of a checkpoint, which it
         # looks up only while loading one itself: its meta's dataset_meta

@@ -9,16 +9,16 @@ checkpoint of mmdet's DETR to this package's layout, in
 ``tools/test.py`` makes it refuse a checkpoint that does not fit instead
 (mmengine would evaluate a random classifier, or random layers the file
 lacks, after a warning), as
-``tools/infer.py`` does through :func:`fit_to_model` and
-:func:`misfit_message`.
+``tools/infer.py`` does through :func:`fit_to_model`.
 """
 import re
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...checkpoint_converters import mmdet_to_plugin
 from ...registry import HOOKS
@@ -47,20 +47,30 @@ def missing_tensors(state_dict: Dict[str, Tensor],
             and not key.endswith('num_batches_tracked')]
 
 
-def fit_to_model(state_dict: Dict[str, Tensor],
-                 ours: Dict[str, Tensor]) -> bool:
-    """Give ``state_dict`` (in place) the keys of the model's state dict
-    ``ours``: without a DDP module's ``module.`` prefix (mmengine drops it
-    too, after the hook) and renamed from mmdet's DETR layout if it is in
-    that layout (then True)."""
+def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
+                 path: str, refuse_misfit: bool = False
+                 ) -> List[Tuple[str, tuple, tuple]]:
+    """Give the checkpoint's ``state_dict`` (from ``path``; edited in place)
+    the keys of ``model``: without a DDP module's ``module.`` prefix
+    (mmengine drops it too, after the hook) and renamed (logged) from
+    mmdet's DETR layout if it is in that layout. ``refuse_misfit``: raise
+    ``ValueError`` (:func:`misfit_message`) for tensors of other shapes or
+    missing; else return the :func:`shape_mismatches`."""
+    ours = model.state_dict()
     for key in [k for k in state_dict if k.startswith('module.')]:
         state_dict[key[len('module.'):]] = state_dict.pop(key)
-    if MMDET_LAYOUT_KEY not in state_dict or MMDET_LAYOUT_KEY in ours:
-        return False
-    renamed = mmdet_to_plugin(state_dict)
-    state_dict.clear()
-    state_dict.update(renamed)
-    return True
+    if MMDET_LAYOUT_KEY in state_dict and MMDET_LAYOUT_KEY not in ours:
+        renamed = mmdet_to_plugin(state_dict)
+        state_dict.clear()
+        state_dict.update(renamed)
+        print_log(f'{path} is in mmdet DETR layout: renamed its keys to '
+                  'detr_plugin layout.', logger='current')
+    mismatches = shape_mismatches(state_dict, ours)
+    missing = missing_tensors(state_dict, ours)
+    if refuse_misfit and (mismatches or missing):
+        raise ValueError(misfit_message(path, mismatches, getattr(
+            getattr(model, 'bbox_head', None), 'num_classes', None), missing))
+    return mismatches
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
@@ -124,19 +134,12 @@ class AdaptCheckpointHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        ours = model.state_dict()
         # edited in place: the checkpoint's 'state_dict', or the checkpoint
-        state_dict = checkpoint.get('state_dict', checkpoint)
-        if fit_to_model(state_dict, ours):
-            runner.logger.info('Checkpoint in mmdet DETR layout: renamed its '
-                               'keys to detr_plugin layout.')
-        mismatches = shape_mismatches(state_dict, ours)
-        missing = missing_tensors(state_dict, ours)
-        if (mismatches or missing) and self.on_mismatch == 'error':
-            raise ValueError(misfit_message(
-                runner.cfg.get('load_from'), mismatches,
-                getattr(getattr(model, 'bbox_head', None), 'num_classes',
-                        None), missing))
+        state_dict, ours = checkpoint.get('state_dict', checkpoint), \
+            model.state_dict()
+        mismatches = fit_to_model(state_dict, model,
+                                  runner.cfg.get('load_from'),
+                                  refuse_misfit=self.on_mismatch == 'error')
         replaced = [(key, theirs, want) for key, theirs, want in mismatches
                     if key.startswith(self.classifier + '.')]
         for key, _, _ in replaced:
