@@ -18,6 +18,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from detr_plugin.apis import DETRInferencer, coco_results, list_images
+from detr_plugin.mmdet_reference import REPO_CONFIG_DIR, build_plugin_model
 
 infer = load_tool('infer')
 
@@ -233,3 +234,26 @@ def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
     theirs = inferencer(path).pred_instances
     assert torch.equal(ours.scores, theirs.scores)
     assert torch.equal(ours.bboxes, theirs.bboxes)
+
+
+@pytest.mark.parametrize('config', ['conditional-detr_r18_shapes.py',
+                                    'dino_r18_shapes.py'])
+def test_inferencer_loads_a_successor_checkpoint_in_mmdet_layout(
+        config, detector_files, tmp_path):
+    """mmdet's layout of a successor (its attentions, box branches, norms)
+    is renamed as DETR's is: the same detections as from our layout."""
+    from detr_plugin.checkpoint_converters import (model_variant,
+                                                   plugin_to_mmdet)
+    config = osp.join(REPO_CONFIG_DIR, 'demo', config)
+    torch.manual_seed(0)
+    state_dict = build_plugin_model(config).state_dict()
+    mmdet_layout = plugin_to_mmdet(state_dict, model_variant(state_dict))
+    assert set(mmdet_layout) != set(state_dict)
+    image, detections = osp.join(detector_files[2], 'a.jpg'), []
+    for name, weights in (('ours', state_dict), ('mmdet', mmdet_layout)):
+        path = str(tmp_path / f'{name}.pth')
+        torch.save(dict(state_dict=weights, meta=dict(
+            dataset_meta=dict(classes=CLASSES))), path)
+        detections.append(DETRInferencer(config, path)(image).pred_instances)
+    assert torch.equal(detections[0].scores, detections[1].scores)
+    assert torch.equal(detections[0].bboxes, detections[1].bboxes)

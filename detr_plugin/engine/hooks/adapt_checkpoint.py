@@ -4,7 +4,7 @@ mmengine loads ``load_from`` with ``strict=False``: a classifier of another
 shape (COCO's 81 rows into a 1-class head's 2) is skipped with a long "size
 mismatch" warning. :class:`AdaptCheckpointHook` gives the checkpoint the
 model's own initial classifier instead, with one log line, and renames a
-checkpoint of mmdet's DETR to this package's layout, in
+checkpoint of mmdet's DETR (or of a successor) to this package's layout, in
 ``after_load_checkpoint``: after the file is read, before it is copied in.
 ``tools/test.py`` makes it refuse a checkpoint that does not fit instead
 (mmengine would evaluate a random classifier, or random layers the file
@@ -20,11 +20,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
-from ...checkpoint_converters import mmdet_to_plugin
+from ...checkpoint_converters import mmdet_to_plugin, model_variant
 from ...registry import HOOKS
 
-# A key only mmdet's DETR layout has (our input projection is `input_proj`).
-MMDET_LAYOUT_KEY = 'neck.convs.0.conv.weight'
 # DETR's classifier, and its successors' one per decoder layer
 CLASSIFIER = re.compile(r'bbox_head\.(fc_cls|cls_branches\.\d+)\.')
 
@@ -52,21 +50,28 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
                  ) -> List[Tuple[str, tuple, tuple]]:
     """Give the checkpoint's ``state_dict`` (from ``path``; edited in place)
     the keys of ``model``: without a DDP module's ``module.`` prefix
-    (mmengine drops it too, after the hook) and renamed (logged) from
-    mmdet's DETR layout if it is in that layout. ``refuse_misfit``: raise
-    ``ValueError`` (:func:`misfit_message`) for tensors of other shapes or
-    missing; else return the :func:`shape_mismatches`."""
+    (mmengine drops it too, after the hook) and, when it lacks some of them,
+    renamed (logged) from mmdet's layout of the DETR variant its keys show
+    if that leaves fewer missing. ``refuse_misfit``: raise ``ValueError``
+    (:func:`misfit_message`) for tensors of other shapes or missing; else
+    return the :func:`shape_mismatches`."""
     ours = model.state_dict()
     for key in [k for k in state_dict if k.startswith('module.')]:
         state_dict[key[len('module.'):]] = state_dict.pop(key)
-    if MMDET_LAYOUT_KEY in state_dict and MMDET_LAYOUT_KEY not in ours:
-        renamed = mmdet_to_plugin(state_dict)
+    missing = missing_tensors(state_dict, ours)
+    try:
+        renamed = mmdet_to_plugin(state_dict) if missing else None
+    except KeyError:  # not a known DETR variant, or clashing names
+        renamed = None
+    if renamed is not None and \
+            len(missing_tensors(renamed, ours)) < len(missing):
         state_dict.clear()
         state_dict.update(renamed)
-        print_log(f'{path} is in mmdet DETR layout: renamed its keys to '
-                  'detr_plugin layout.', logger='current')
+        missing = missing_tensors(state_dict, ours)
+        print_log(f"{path} is in mmdet's {model_variant(state_dict)} layout:"
+                  ' renamed its keys to detr_plugin layout.',
+                  logger='current')
     mismatches = shape_mismatches(state_dict, ours)
-    missing = missing_tensors(state_dict, ours)
     if refuse_misfit and (mismatches or missing):
         raise ValueError(misfit_message(path, mismatches, getattr(
             getattr(model, 'bbox_head', None), 'num_classes', None), missing))
