@@ -96,9 +96,9 @@ class DETRInferencer:
         ``init_detector`` would, but refusing one with tensors of other
         shapes, or without some of the model's (``init_detector`` loads with
         ``strict=False``: a misfit classifier or missing layers would predict
-        at random after a warning), and renaming one in mmdet's DETR layout
-        first (``init_detector`` would warn of every key missing before we
-        could rename them), as ``tools/test.py`` does."""
+        at random after a warning), and renaming one in mmdet's layout (of
+        DETR or a successor) first (``init_detector`` would warn of every key
+        missing before we could rename them), as ``tools/test.py`` does."""
         import warnings
 
         from ..engine.hooks.adapt_checkpoint import fit_to_model

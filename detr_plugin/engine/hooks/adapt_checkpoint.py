@@ -60,17 +60,16 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
         state_dict[key[len('module.'):]] = state_dict.pop(key)
     missing = missing_tensors(state_dict, ours)
     try:
-        renamed = mmdet_to_plugin(state_dict) if missing else None
+        variant = model_variant(state_dict) if missing else None
+        renamed = variant and mmdet_to_plugin(state_dict, variant)
     except KeyError:  # not a known DETR variant, or clashing names
         renamed = None
-    if renamed is not None and \
-            len(missing_tensors(renamed, ours)) < len(missing):
+    if renamed and len(missing_tensors(renamed, ours)) < len(missing):
         state_dict.clear()
         state_dict.update(renamed)
         missing = missing_tensors(state_dict, ours)
-        print_log(f"{path} is in mmdet's {model_variant(state_dict)} layout:"
-                  ' renamed its keys to detr_plugin layout.',
-                  logger='current')
+        print_log(f"{path} is in mmdet's {variant} layout: renamed its keys "
+                  'to detr_plugin layout.', logger='current')
     mismatches = shape_mismatches(state_dict, ours)
     if refuse_misfit and (mismatches or missing):
         raise ValueError(misfit_message(path, mismatches, getattr(
