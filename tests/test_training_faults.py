@@ -22,6 +22,7 @@ resume from.
 """
 import os
 import os.path as osp
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -158,6 +159,13 @@ def test_step_pre_hook_drops_nonfinite_gradients():
                        match=r'iteration 7 .*loss_bbox=inf \(first term: '
                        r'loss_bbox\).*this step was not applied'):
         hook.after_train_iter(runner, 6, outputs=outputs)
+    # as mmengine's parse_losses hands them over: still requiring grad,
+    # which float() of a tensor warns about in every training run
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert str(nonfinite_terms(dict(
+            loss=layer(torch.ones(1, 3)).sum() * float('nan'),
+            loss_cls=layer(torch.ones(1, 3)).sum()))) == "{'loss': nan}"
     # a finite step still updates
     optimizer.zero_grad()
     layer(torch.ones(1, 3)).sum().backward()

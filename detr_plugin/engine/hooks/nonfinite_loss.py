@@ -21,10 +21,13 @@ class NonFiniteLossError(FloatingPointError):
 
 def nonfinite_terms(outputs: Optional[Dict]) -> Dict[str, float]:
     """``{name: value}`` of the non-finite entries of a train step's
-    ``log_vars`` (scalar tensors, as mmengine's ``parse_losses`` makes)."""
-    return {name: float(value) for name, value in (outputs or {}).items()
-            if isinstance(value, (torch.Tensor, int, float))
-            and not math.isfinite(value)}
+    ``log_vars`` (scalar tensors, as mmengine's ``parse_losses`` makes; the
+    loss terms still require grad, so read by ``item()``: ``float()`` of
+    such a tensor warns)."""
+    values = {name: value.item() if isinstance(value, torch.Tensor) else value
+              for name, value in (outputs or {}).items()}
+    return {name: float(value) for name, value in values.items()
+            if isinstance(value, (int, float)) and not math.isfinite(value)}
 
 
 @HOOKS.register_module()
