@@ -385,7 +385,7 @@ def test_annotations_of_unknown_categories_warn_or_stop(shapes, tmp_path):
         anns = json.load(f)['annotations']
     named = (f'2 annotations (ids {anns[0]["id"]}, {anns[2]["id"]}) of '
              f'{ann_path(root)} name a category_id that is not in '
-             '"categories" (7, 9): mmdet ignores them. Fix: correct those '
+             '"categories" (7, 9): they are ignored. Fix: correct those '
              'ids or add the missing categories')
     (report, ) = check_dataset_config(config_for(root), 'train')
     assert report.errors == [] and report.warnings == [

@@ -1,16 +1,22 @@
 """The panoptic shapes set and AddStuffInstances, read through mmdet's
-CocoPanopticDataset and LoadPanopticAnnotations."""
+CocoPanopticDataset and LoadPanopticAnnotations; the checks of
+CheckedCocoPanopticDataset on it."""
 import json
 import os
+import os.path as osp
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from helpers.configs import CONFIG_DIR
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from detr_plugin.datasets import (SHAPES, STUFF,
+from detr_plugin.datasets import (SHAPES, STUFF, DatasetCheckError,
+                                  check_dataset_config,
                                   generate_panoptic_shapes_dataset)
 from detr_plugin.datasets.transforms import AddStuffInstances
 
@@ -91,3 +97,100 @@ def test_every_image_has_stuff(tmp_path, max_objects):
             stuff = [s for s in ann['segments_info'] if s['category_id'] > 3]
             assert 1 <= len(stuff) <= 3
             assert max_objects or len(stuff) == len(ann['segments_info'])
+
+
+@pytest.fixture(scope='module')
+def panoptic_set(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('shapes_panoptic'))
+    generate_panoptic_shapes_dataset(root, num_train=8, num_val=4)
+    return root
+
+
+def demo_config(root, **metainfo):
+    """The panoptic demo's stage-2 config (train and val) on ``root``."""
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo',
+                                   'detr_r18_shapes-panoptic.py'))
+    for split in ('train', 'val'):
+        dataset = cfg[f'{split}_dataloader'].dataset
+        dataset.update(data_root=root, metainfo=dict(dataset.metainfo,
+                                                     **metainfo))
+    for metric in cfg.val_evaluator:
+        metric.ann_file = osp.join(root, 'annotations',
+                                   osp.basename(metric.ann_file))
+    return cfg
+
+
+def test_checked_panoptic_dataset_loads_what_mmdets_does(panoptic_set):
+    """The checks change nothing on a clean file: the data list of mmdet's
+    own panoptic dataset, and the report counts every segment."""
+    init_default_scope('detr_plugin')
+    from detr_plugin.registry import DATASETS
+    cfg = demo_config(panoptic_set).train_dataloader.dataset
+    ours = DATASETS.build(dict(cfg, serialize_data=False))
+    theirs = DATASETS.build(dict(cfg, type='CocoPanopticDataset',
+                                 serialize_data=False))
+    assert type(ours).__name__ == 'CheckedCocoPanopticDataset'
+    assert ours.data_list == theirs.data_list and len(ours) == 8
+    with open(osp.join(panoptic_set, 'annotations',
+                       'panoptic_train.json')) as f:
+        segments = [s['category_id'] - 1 for ann in json.load(f)['annotations']
+                    for s in ann['segments_info']]
+    names = SHAPES + STUFF
+    assert ours.report.boxes_per_class == {
+        name: segments.count(i) for i, name in enumerate(names)}
+    assert ours.report.thing_classes == SHAPES
+
+
+def test_panoptic_configs_pass_the_check(panoptic_set):
+    """Both splits of the demo pass, the val split's instance metric
+    judged against the thing classes (its file has no stuff)."""
+    cfg = demo_config(panoptic_set)
+    for split in ('train', 'val'):
+        (report, ) = check_dataset_config(cfg, split)
+        assert report.errors == [] and report.num_boxes > 0
+
+
+@pytest.mark.parametrize('case', [
+    'typo', 'order', 'unnamed', 'thing_classes', 'stuff_first', 'no_pngs',
+    'num_things'])
+def test_panoptic_data_faults_are_named_before_training(panoptic_set,
+                                                        tmp_path, case):
+    """What mmdet's panoptic dataset stops on with a bare KeyError (a class
+    not in the file), trains on silently (another order, wrong thing /
+    stuff split) or finds at its first iteration (a missing segment PNG)."""
+    root = panoptic_set
+    if case == 'stuff_first':  # the file lists its stuff first
+        root = str(tmp_path / 'data')
+        shutil.copytree(panoptic_set, root)
+        path = osp.join(root, 'annotations', 'panoptic_train.json')
+        with open(path) as f:
+            data = json.load(f)
+        data['categories'] = data['categories'][3:] + data['categories'][:3]
+        with open(path, 'w') as f:
+            json.dump(data, f)
+    metainfo = dict(
+        typo=dict(classes=SHAPES + ('sky', 'water', 'grund')),
+        order=dict(classes=STUFF + SHAPES),
+        unnamed=dict(classes=SHAPES + STUFF[:2], stuff_classes=STUFF[:2]),
+        thing_classes=dict(thing_classes=SHAPES[:2]),
+        stuff_first=dict(classes=STUFF + SHAPES)).get(case, {})
+    cfg = demo_config(root, **metainfo)
+    if case == 'no_pngs':
+        cfg.train_dataloader.dataset.data_prefix.seg = 'annotations/none/'
+    if case == 'num_things':
+        cfg.model.num_things_classes = 2
+    expected = dict(
+        typo=["'grund' missing", "'grund' -> 'ground'?", 'KeyError'],
+        order=['not in the order', f'classes={SHAPES + STUFF}'],
+        unnamed=["do not name the categories 'ground'", 'all 6 category'],
+        thing_classes=["metainfo.thing_classes is ('circle', 'square')",
+                       f'thing_classes={SHAPES}'],
+        stuff_first=['lists stuff categories before thing', 'isthing=1'],
+        no_pngs=['8 segment maps', 'annotations/none/000001.png',
+                 'train_dataloader.dataset.data_prefix.seg'],
+        num_things=['model.num_things_classes is 2 but', '3 thing classes',
+                    'set model.num_things_classes=3.'])[case]
+    with pytest.raises(DatasetCheckError) as info:
+        check_dataset_config(cfg, 'train')
+    for fragment in expected:
+        assert fragment in str(info.value), str(info.value)

@@ -116,7 +116,12 @@ def test_coco_panoptic_configs_build(name):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_panoptic', name))
     assert cfg.model.bbox_head.num_classes == 133
-    assert cfg.train_dataloader.dataset.type == 'CocoPanopticDataset'
+    # mmdet's panoptic dataset with the checks, and its COCO metainfo
+    assert cfg.train_dataloader.dataset.type == 'CheckedCocoPanopticDataset'
+    from mmdet.datasets import CocoPanopticDataset
+
+    from detr_plugin.datasets import CheckedCocoPanopticDataset
+    assert CheckedCocoPanopticDataset.METAINFO is CocoPanopticDataset.METAINFO
     if cfg.model.type == 'DETRPanoptic':
         assert cfg.model.freeze_detector and cfg.train_cfg.max_epochs == 25
         assert [m['type'] for m in cfg.test_evaluator] == [

@@ -33,7 +33,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     dataset=dict(
-        type='CocoPanopticDataset',
+        type='CheckedCocoPanopticDataset',
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/panoptic_train.json',

@@ -30,7 +30,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CocoPanopticDataset',
+        type='CheckedCocoPanopticDataset',
         data_root=_base_.data_root,
         metainfo=_base_.metainfo,
         ann_file='annotations/panoptic_val.json',

@@ -11,7 +11,7 @@ num_things = 80
 num_stuff = 53
 model = dict(bbox_head=dict(num_classes=num_things + num_stuff))
 
-dataset_type = 'CocoPanopticDataset'
+dataset_type = 'CheckedCocoPanopticDataset'
 data_root = 'data/coco/'
 # DETR's augmentation after loading the panoptic annotations.
 train_pipeline = [

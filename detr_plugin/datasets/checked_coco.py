@@ -17,8 +17,8 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from ..registry import DATASETS
-from .coco_annotations import (DatasetCheckError, check_box, ids_text,
-                               load_coco_json, match_classes)
+from .coco_annotations import (COCO_FIELDS, DatasetCheckError, check_box,
+                               ids_text, load_coco_json, match_classes)
 from .filter_logging import FilterLogMixin
 from .transforms import CheckedLoadImageFromFile
 
@@ -49,6 +49,7 @@ class DatasetReport:
     skipped: str = ''
     parsed: bool = False
     classes: Tuple[str, ...] = ()
+    thing_classes: Tuple[str, ...] = ()  # a panoptic set's
     num_images: int = 0
     num_train_images: Optional[int] = None
     boxes_per_class: Dict[str, int] = field(default_factory=dict)
@@ -96,10 +97,11 @@ class DatasetReport:
                 'stop on them.')
 
 
-def _coco_api(data: dict, local_path: str) -> COCO:
-    """mmdet's ``COCO`` over an annotation dict already read (pycocotools
-    only reads files): ``COCOAPI`` for mmdet's ``load_data_list``."""
-    coco = COCO()
+def _coco_api(api: type, data: dict, local_path: str) -> COCO:
+    """mmdet's ``COCO`` (or ``COCOPanoptic``) ``api`` over an annotation
+    dict already read (pycocotools only reads files): ``COCOAPI`` for mmdet's
+    ``load_data_list``."""
+    coco = api()
     coco.dataset = data
     coco.createIndex()
     # mmdet's aliases, made in COCO.__init__ before createIndex replaced them
@@ -127,6 +129,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             ``'error'`` (default) names it; ``'rescale'`` resizes it to the
             annotation's size (boxes drawn on a resized copy).
     """
+
+    FIELDS = COCO_FIELDS  # what the file's entries must hold
 
     def __init__(self, *args, invalid_boxes: str = 'drop',
                  corrupt_images: str = 'error', size_mismatch: str = 'error',
@@ -190,14 +194,14 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             self.config_key, self.ann_file, self.data_prefix.get('img', ''),
             classes=classes, boxes_per_class=dict.fromkeys(classes, 0))
         with get_local_path(self.ann_file, self.backend_args) as path:
-            data = load_coco_json(path, f'{prefix}ann_file', self.test_mode)
-        match_classes(classes, data['categories'], self.ann_file,
-                      f'{prefix}metainfo.classes')
+            data = load_coco_json(path, f'{prefix}ann_file', self.test_mode,
+                                  self.FIELDS)
+        self.check_classes(data['categories'], f'{prefix}metainfo')
         report.parsed, report.num_images = True, len(data['images'])
         for ref, name in (('image_id', 'images'),
                           ('category_id', 'categories')):
             known = {item['id'] for item in data[name]}
-            stray = [ann for ann in data['annotations']
+            stray = [ann for ann in self.annotation_records(data)
                      if ann[ref] not in known]
             if not stray:
                 continue
@@ -205,13 +209,13 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
                     f'{ids_text([ann["id"] for ann in stray])}) of '
                     f'{self.ann_file} name a {ref} that is not in "{name}" '
                     f'({ids_text(sorted({a[ref] for a in stray}, key=str))}'
-                    '): mmdet ignores them. Fix: correct those ids or add '
+                    '): they are ignored. Fix: correct those ids or add '
                     f'the missing {name}')
             if self.invalid_boxes == 'error':
                 raise DatasetCheckError(f'{text}.')
             report.warn(f"{text} (invalid_boxes='error' in "
                         f"{self.config_key or 'the dataset'} stops on them).")
-        self.COCOAPI = partial(_coco_api, data)
+        self.COCOAPI = partial(_coco_api, type(self).COCOAPI, data)
         try:
             data_list = super().load_data_list()
         finally:
@@ -221,6 +225,17 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         if not self.serialize_data:  # the check's; a serialized list is freed
             self._loaded = (key, data_list)
         return data_list
+
+    def check_classes(self, categories: List[dict], key: str) -> None:
+        """The classes (config key ``key``: the ``metainfo``) are category
+        names of the file, in its order (:func:`match_classes`)."""
+        match_classes(self.report.classes, categories, self.ann_file,
+                      f'{key}.classes')
+
+    def annotation_records(self, data: dict) -> List[dict]:
+        """The file's annotations with ``id``, ``image_id`` and
+        ``category_id`` (a detection file's as they are)."""
+        return data['annotations']
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """mmdet's parsing of one image after :func:`check_box` on each box

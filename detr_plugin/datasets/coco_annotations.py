@@ -11,6 +11,10 @@ from typing import List, Optional, Sequence, Tuple
 COCO_FIELDS = dict(images=('id', 'file_name', 'width', 'height'),
                    annotations=('id', 'image_id', 'category_id'),
                    categories=('id', 'name'))
+# COCO panoptic: one annotation per image, its segments in segments_info
+PANOPTIC_FIELDS = dict(COCO_FIELDS,
+                       annotations=('image_id', 'file_name', 'segments_info'),
+                       categories=('id', 'name', 'isthing'))
 TO_COCO = (' Fix: convert the annotations to COCO format: '
            'https://cocodataset.org/#format-data (mmdet\'s "Train with '
            'customized datasets" guide).')
@@ -29,10 +33,12 @@ def ids_text(items: Sequence, limit: int = 5) -> str:
 
 
 def load_coco_json(path: str, key: str = 'ann_file',
-                   images_only: bool = False) -> dict:
+                   images_only: bool = False, fields: dict = COCO_FIELDS
+                   ) -> dict:
     """The annotation file at the local ``path`` (config key ``key``), with
-    :data:`COCO_FIELDS`, positive image sizes and unique image and annotation
-    ids; ``images_only``: no ``annotations`` (COCO's test-dev) means none."""
+    ``fields`` (:data:`COCO_FIELDS` or :data:`PANOPTIC_FIELDS`), positive
+    image sizes and unique image and annotation ids; ``images_only``: no
+    ``annotations`` (COCO's test-dev) means none."""
     if not osp.isfile(path):
         raise DatasetCheckError(
             f'{key}: annotation file not found: {path}. Fix: check data_root '
@@ -50,20 +56,20 @@ def load_coco_json(path: str, key: str = 'ann_file',
             f'dict with "images", "annotations" and "categories".{TO_COCO}')
     if images_only:
         data.setdefault('annotations', [])
-    missing = [repr(k) for k in COCO_FIELDS
+    missing = [repr(k) for k in fields
                if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetCheckError(
             f'{key}: {path} is not COCO-shaped: no list {", ".join(missing)} '
             f'at the top level (it has {sorted(data)[:10]}).{TO_COCO}')
-    for name, fields in COCO_FIELDS.items():
+    for name, needed in fields.items():
         bad = [i for i, item in enumerate(data[name]) if not (
-            isinstance(item, dict) and all(f in item for f in fields))]
+            isinstance(item, dict) and all(f in item for f in needed))]
         if bad:
             raise DatasetCheckError(
                 f'{key}: {path} is not COCO-shaped: {len(bad)} entries of '
                 f'"{name}" (at positions {ids_text(bad)}) lack one of '
-                f'{fields}.{TO_COCO}')
+                f'{needed}.{TO_COCO}')
     bad = [img['id'] for img in data['images']
            if not all(type(img[k]) in _NUMBERS and img[k] > 0
                       for k in ('width', 'height'))]
@@ -72,7 +78,7 @@ def load_coco_json(path: str, key: str = 'ann_file',
             f'{key}: {path}: images with ids {ids_text(bad)} have no positive'
             ' width/height. Fix: write each image\'s size in pixels into '
             '"width" and "height".')
-    for name in ('images', 'annotations'):
+    for name in [n for n in ('images', 'annotations') if 'id' in fields[n]]:
         dup = [i for i, n in Counter(x['id'] for x in data[name]).items()
                if n > 1]
         if dup:
@@ -83,16 +89,18 @@ def load_coco_json(path: str, key: str = 'ann_file',
 
 
 def match_classes(classes: Sequence[str], categories: Sequence[dict],
-                  ann_file: str, key: str) -> List[int]:
+                  ann_file: str, key: str, effect: str = '') -> List[int]:
     """The category id of each class (config key ``key``) in ``ann_file``,
-    whose categories must name each class once, in the classes' order."""
+    whose categories must name each class once, in the classes' order;
+    ``effect``: what mmdet would do with a class not in the file (default:
+    a detection dataset's)."""
     names = [c['name'] for c in categories]
     absent = [c for c in classes if c not in names]
     if absent:
         hints = [f'{a!r} -> {close[0]!r}?' for a in absent[:5]
                  for close in [difflib.get_close_matches(a, names, n=1)]
                  if close]
-        what, effect = (
+        what, default = (
             ('none of the classes is', 'load no box at all (AP 0).')
             if len(absent) == len(classes) else
             (f'{len(absent)} of {len(classes)} classes are not', 'load no '
@@ -102,8 +110,9 @@ def match_classes(classes: Sequence[str], categories: Sequence[dict],
             f'{key}: {what} a category name in {ann_file}: '
             f'{ids_text(map(repr, absent), 10)} missing; the file\'s '
             f'categories are {ids_text(map(repr, names), 20)}. mmdet would '
-            f'{effect}' + (f' Did you mean: {"; ".join(hints)}' if hints
-                           else '') + ' Fix: set metainfo=dict(classes=(...))'
+            f'{effect or default}' + (f' Did you mean: {"; ".join(hints)}'
+                                      if hints else '') +
+            ' Fix: set metainfo=dict(classes=(...))'
             " to the file's category names (case-sensitive), in its order.")
     chosen = [c for c in categories if c['name'] in set(classes)]
     if len(chosen) != len(classes):

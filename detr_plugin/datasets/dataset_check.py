@@ -126,6 +126,9 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             rotated.append((img_id, orientation))
     report.files_checked = 'exist and decode' if decode else \
         'exist, header and end read'
+    if any(type(t).__name__ == 'LoadPanopticAnnotations'
+           for t in dataset.pipeline.transforms):
+        check_segment_maps(dataset)
     if report.missing_files:
         ids = [i for i, _ in report.missing_files]
         report.errors.append(
@@ -160,30 +163,58 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             "color_type='color_ignore_orientation' in LoadImageFromFile.")
 
 
+def check_segment_maps(dataset: CheckedCocoDataset) -> None:
+    """Each image of a panoptic dataset has its segment PNG, which
+    ``LoadPanopticAnnotations`` reads (named as the image, ``.jpg`` ->
+    ``.png``, under ``data_prefix.seg``)."""
+    report, key = dataset.report, dataset.report.key
+    missing = [(info['img_id'], info['seg_map_path'])
+               for info in dataset.data_list
+               if not osp.isfile(info['seg_map_path'] or '')]
+    if missing:
+        report.errors.append(
+            f'{key}: {len(missing)} segment maps of the images of '
+            f'{report.ann_file} are missing (image ids '
+            f'{ids_text([i for i, _ in missing])}; e.g. {missing[0][1]}): '
+            'LoadPanopticAnnotations would stop on the first. Fix: set '
+            f"{key}.data_prefix.seg to the folder of the file's PNGs.")
+
+
 def config_errors(cfg: Config, split: str, reports) -> List[str]:
-    """Each box head's ``num_classes`` is the number of classes; the
+    """Each box head's ``num_classes`` is the number of classes (a panoptic
+    model's ``num_things_classes`` the number of things); the
     evaluator's own annotation file (when no dataset read it) is present,
     COCO-shaped and has the classes."""
     errors, model = [], cfg.get('model') or {}
-    for key, node in (('bbox_head', model.get('bbox_head')),
-                      ('roi_head.bbox_head',
-                       (model.get('roi_head') or {}).get('bbox_head'))):
-        for head in node if isinstance(node, (list, tuple)) else [node]:
-            n = head.get('num_classes') if isinstance(head, dict) else None
-            r = next((r for r in reports if n is not None and r.classes
-                      and len(r.classes) != n), None)
-            if r:
-                errors.append(
-                    f'model.{key}.num_classes is {n} but {r.key} has '
-                    f'{len(r.classes)} classes {r.classes[:10]} (its '
-                    'metainfo.classes): out-of-range labels, or classes '
-                    f'never trained (AP 0). Fix: set model.{key}.num_classes='
-                    f'{len(r.classes)}, or list the {n} class names in '
-                    'metainfo.classes.')
+    heads = [(f'{key}.num_classes', head.get('num_classes'), 'classes')
+             for key, node in (('bbox_head', model.get('bbox_head')),
+                               ('roi_head.bbox_head', (model.get(
+                                   'roi_head') or {}).get('bbox_head')))
+             for head in (node if isinstance(node, (list, tuple)) else [node])
+             if isinstance(head, dict)]
+    for key, n, field in heads + [
+            ('num_things_classes', model.get('num_things_classes'),
+             'thing_classes')]:
+        r = next((r for r in reports if n is not None and getattr(r, field)
+                  and len(getattr(r, field)) != n), None)
+        if r:
+            have = getattr(r, field)
+            errors.append(
+                f'model.{key} is {n} but {r.key} has {len(have)} '
+                f'{field.replace("_", " ")} {have[:10]} (its metainfo.'
+                f'{field}): ' + (
+                    'out-of-range labels, or classes never trained (AP 0)'
+                    if field == 'classes' else 'the panoptic post-processing '
+                    'would take stuff for things or things for stuff') +
+                f'. Fix: set model.{key}={len(have)}' + (
+                    f', or list the {n} class names in metainfo.classes'
+                    if field == 'classes' else '') + '.')
     metrics = (cfg.get(f'{split}_evaluator') or []) if split != 'train' else []
     metrics = metrics if isinstance(metrics, (list, tuple)) else [metrics]
     loaded = {osp.abspath(r.ann_file) for r in reports if r.ann_file}
-    classes = next((r.classes for r in reports if r.classes), None)
+    # COCO instances: a panoptic set's are its things'
+    classes = next((r.thing_classes or r.classes for r in reports
+                    if r.classes), None)
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else ''
         # COCO instances: not, e.g., CocoPanopticMetric's (segments_info)
