@@ -152,7 +152,7 @@ def test_panoptic_configs_pass_the_check(panoptic_set):
 
 @pytest.mark.parametrize('case', [
     'typo', 'order', 'unnamed', 'thing_classes', 'stuff_first', 'no_pngs',
-    'num_things'])
+    'num_things', 'pipeline_num_things'])
 def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                                                         tmp_path, case):
     """What mmdet's panoptic dataset stops on with a bare KeyError (a class
@@ -179,6 +179,8 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         cfg.train_dataloader.dataset.data_prefix.seg = 'annotations/none/'
     if case == 'num_things':
         cfg.model.num_things_classes = 2
+    if case == 'pipeline_num_things':  # as COCO's 80 left in a base config
+        cfg.train_dataloader.dataset.pipeline[2].num_things = 80
     expected = dict(
         typo=["'grund' missing", "'grund' -> 'ground'?", 'KeyError'],
         order=['not in the order', f'classes={SHAPES + STUFF}'],
@@ -189,7 +191,10 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         no_pngs=['8 segment maps', 'annotations/none/000001.png',
                  'train_dataloader.dataset.data_prefix.seg'],
         num_things=['model.num_things_classes is 2 but', '3 thing classes',
-                    'set model.num_things_classes=3.'])[case]
+                    'set model.num_things_classes=3.'],
+        pipeline_num_things=[
+            'train_dataloader.dataset.pipeline[2].num_things is 80 but',
+            '3 thing classes', 'num_things=3 there'])[case]
     with pytest.raises(DatasetCheckError) as info:
         check_dataset_config(cfg, 'train')
     for fragment in expected:

@@ -198,11 +198,11 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
                                   self.FIELDS)
         self.check_classes(data['categories'], f'{prefix}metainfo')
         report.parsed, report.num_images = True, len(data['images'])
+        records = self.annotation_records(data)
         for ref, name in (('image_id', 'images'),
                           ('category_id', 'categories')):
             known = {item['id'] for item in data[name]}
-            stray = [ann for ann in self.annotation_records(data)
-                     if ann[ref] not in known]
+            stray = [ann for ann in records if ann[ref] not in known]
             if not stray:
                 continue
             text = (f'{len(stray)} annotations (ids '

@@ -6,6 +6,7 @@ import os.path as osp
 from typing import List, Tuple
 
 from mmcv.transforms import LoadImageFromFile
+from mmdet.datasets.transforms import LoadPanopticAnnotations
 from mmdet.evaluation import CocoMetric
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, is_main_process
@@ -16,6 +17,7 @@ from ..registry import DATASETS, METRICS
 from .checked_coco import CheckedCocoDataset, DatasetReport
 from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
                                match_classes)
+from .transforms import AddStuffInstances
 from .transforms.checked_loading import (
     CheckedLoadImageFromFile, CorruptImageError, corrupt_fix, decode_image,
     image_header, rotates, size_error)
@@ -81,6 +83,8 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
             'check metainfo.classes and the boxes.')
     if check_files and report.parsed:
         check_image_files(dataset, decode)
+    if report.thing_classes:
+        check_panoptic_pipeline(dataset, check_files)
     if hand_off and not report.errors:
         dataset.keep_for_next_build()
     return report
@@ -126,9 +130,6 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             rotated.append((img_id, orientation))
     report.files_checked = 'exist and decode' if decode else \
         'exist, header and end read'
-    if any(type(t).__name__ == 'LoadPanopticAnnotations'
-           for t in dataset.pipeline.transforms):
-        check_segment_maps(dataset)
     if report.missing_files:
         ids = [i for i, _ in report.missing_files]
         report.errors.append(
@@ -163,11 +164,27 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
             "color_type='color_ignore_orientation' in LoadImageFromFile.")
 
 
-def check_segment_maps(dataset: CheckedCocoDataset) -> None:
-    """Each image of a panoptic dataset has its segment PNG, which
-    ``LoadPanopticAnnotations`` reads (named as the image, ``.jpg`` ->
+def check_panoptic_pipeline(dataset: CheckedCocoDataset,
+                            check_files: bool) -> None:
+    """In a panoptic dataset's pipeline, ``AddStuffInstances`` knows the
+    number of things and, with ``check_files``, each image has the segment
+    PNG ``LoadPanopticAnnotations`` reads (named as the image, ``.jpg`` ->
     ``.png``, under ``data_prefix.seg``)."""
     report, key = dataset.report, dataset.report.key
+    steps = dataset.pipeline.transforms
+    for i, step in enumerate(steps):
+        if isinstance(step, AddStuffInstances) and \
+                step.num_things != len(report.thing_classes):
+            report.errors.append(
+                f'{key}.pipeline[{i}].num_things is {step.num_things} but '
+                f'the dataset has {len(report.thing_classes)} thing classes '
+                f'{report.thing_classes[:10]}: stuff would be taken for '
+                'things or things for stuff (a num_things variable of a base'
+                ' config keeps its value in the pipeline it built). Fix: '
+                f'num_things={len(report.thing_classes)} there.')
+    if not (check_files and any(isinstance(t, LoadPanopticAnnotations)
+                                for t in steps)):
+        return
     missing = [(info['img_id'], info['seg_map_path'])
                for info in dataset.data_list
                if not osp.isfile(info['seg_map_path'] or '')]
