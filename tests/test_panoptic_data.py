@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.configs import CONFIG_DIR
+from helpers.tools import load_tool
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
@@ -148,6 +149,9 @@ def test_panoptic_configs_pass_the_check(panoptic_set):
     for split in ('train', 'val'):
         (report, ) = check_dataset_config(cfg, split)
         assert report.errors == [] and report.num_boxes > 0
+    assert '  classes: 6 (circle, square, triangle, sky, water, ground), of ' \
+        "which things: 3 (the boxes are the segments')" in load_tool(
+            'check_dataset').format_report(report).splitlines()
 
 
 @pytest.mark.parametrize('case', [

@@ -60,7 +60,9 @@ def format_report(report) -> str:
     if r.parsed:
         without, width = r.images_without_boxes, max([5, *map(len, r.classes)])
         lines += [
-            f'  classes: {len(r.classes)} ({ids_text(r.classes, 10)})',
+            f'  classes: {len(r.classes)} ({ids_text(r.classes, 10)})'
+            + (f', of which things: {len(r.thing_classes)} (the boxes are '
+               'the segments\')' if r.thing_classes else ''),
             f'  images: {r.num_images}',
             f'  images without boxes: {len(without)}'
             + (f' (ids {ids_text(without)})' if without else ''),
