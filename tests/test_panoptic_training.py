@@ -126,3 +126,37 @@ def test_coco_panoptic_configs_build(name):
         assert cfg.model.freeze_detector and cfg.train_cfg.max_epochs == 25
         assert [m['type'] for m in cfg.test_evaluator] == [
             'CocoPanopticMetric', 'CocoMetric']
+
+
+def test_frozen_detector_must_come_from_the_checkpoint():
+    """Stage 2 trains the mask head on a frozen detector: a checkpoint that
+    lacks or misfits a detector tensor (another class count's classifier, a
+    backbone alone) is refused instead of reset or left random, and no
+    checkpoint at all stops tools/train.py before the runner is built."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+
+    from detr_plugin.engine import cli
+    from detr_plugin.engine.hooks import AdaptCheckpointHook
+    cfg = tiny_panoptic_config(freeze_detector=True)
+    model = build_plugin_model(cfg)
+    runner = SimpleNamespace(model=model, cfg=dict(load_from='boxes.pth'),
+                             logger=None)
+    boxes = {k: v for k, v in model.state_dict().items()
+             if not is_mask_head(k)}
+    AdaptCheckpointHook().after_load_checkpoint(runner, dict(state_dict=dict(
+        boxes)))  # the box model: the mask head is what trains
+    other_classes = dict(boxes, **{'bbox_head.fc_cls.weight': torch.zeros(
+        4, 128), 'bbox_head.fc_cls.bias': torch.zeros(4)})
+    backbone = {k: v for k, v in boxes.items() if k.startswith('backbone.')}
+    for state_dict, what in ((other_classes, r'classifier bbox_head\.fc_cls'
+                              r'\.weight is \(4, 128\)'),
+                             (backbone, r'lacks \d+ of the model')):
+        with pytest.raises(ValueError, match=rf'boxes\.pth .*{what}.* Those '
+                           'tensors are frozen'):
+            AdaptCheckpointHook().after_load_checkpoint(
+                runner, dict(state_dict=state_dict))
+    with pytest.raises(SystemExit, match='load_from is not set'):
+        cli.check_frozen_detector(Config(dict(model=cfg.model)))
+    cli.check_frozen_detector(Config(dict(model=cfg.model, load_from='x')))

@@ -44,6 +44,7 @@ def main(argv=None):
     if args.auto_scale_lr:
         cli.enable_auto_scale_lr(cfg)
     cli.set_resume(cfg, args.resume)
+    cli.check_frozen_detector(cfg)
     # classes, num_classes, annotation files and image files, before the
     # model is built: one DatasetCheckError naming key, file, ids and fix.
     # On rank 0, the others get the verdict; the runner's datasets take the

@@ -60,4 +60,7 @@ param_scheduler = [
          milestones=[int(0.8 * max_iters)])
 ]
 default_hooks = dict(checkpoint=dict(interval=max_iters))
+# the frozen detector must come from it, whole (AdaptCheckpointHook refuses
+# a checkpoint that lacks or misfits one of its tensors)
 load_from = 'work_dirs/detr_r18_shapes-panoptic-boxes/iter_8000.pth'
+custom_hooks = [dict(type='AdaptCheckpointHook')]

@@ -59,4 +59,7 @@ train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(_base_.param_scheduler[0], end=max_epochs, milestones=[15])
 ]
+# the frozen detector must come from it, whole (AdaptCheckpointHook refuses
+# a checkpoint that lacks or misfits one of its tensors)
 load_from = 'work_dirs/detr_r50_8xb2-panoptic-boxes-300e_coco/epoch_300.pth'
+custom_hooks = [dict(type='AdaptCheckpointHook')]

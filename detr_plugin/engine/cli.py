@@ -109,6 +109,19 @@ def check_hook_arguments(cfg: Config) -> None:
                                   else '') + '; remove or rename it.')
 
 
+def check_frozen_detector(cfg: Config) -> None:
+    """A model with ``freeze_detector=True`` (a panoptic stage 2) loads its
+    detector: with neither ``load_from`` nor ``--resume`` it would stay at
+    its random initial weights. Else exit with one line saying so."""
+    if (cfg.get('model') or {}).get('freeze_detector') and not (
+            cfg.get('load_from') or cfg.get('resume')):
+        raise SystemExit(
+            'error: model.freeze_detector=True trains the mask head on a '
+            'frozen detector, but load_from is not set: the detector would '
+            'stay random. Fix: --cfg-options load_from=<the box model of '
+            'stage 1 (or a converted official panoptic checkpoint)>.')
+
+
 def adapt_to_device(cfg: Config) -> None:
     """Without CUDA, gloo instead of NCCL (which needs CUDA) and no
     ``device_ids`` for ``MMDistributedDataParallel`` (DDP rejects them for a

@@ -9,7 +9,9 @@ checkpoint of mmdet's DETR (or of a successor) to this package's layout, in
 ``tools/test.py`` makes it refuse a checkpoint that does not fit instead
 (mmengine would evaluate a random classifier, or random layers the file
 lacks, after a warning), as
-``tools/infer.py`` does through :func:`fit_to_model`.
+``tools/infer.py`` does through :func:`fit_to_model`. A frozen parameter
+(``requires_grad=False``, e.g. the detector of a panoptic stage 2) must fit
+in either mode: training would never change it.
 """
 import re
 from collections import Counter
@@ -52,9 +54,10 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     the keys of ``model``: without a DDP module's ``module.`` prefix
     (mmengine drops it too, after the hook) and, when it lacks some of them,
     renamed (logged) from mmdet's layout of the DETR variant its keys show
-    if that leaves fewer missing. ``refuse_misfit``: raise ``ValueError``
-    (:func:`misfit_message`) for tensors of other shapes or missing; else
-    return the :func:`shape_mismatches`."""
+    if that leaves fewer missing. Raise ``ValueError``
+    (:func:`misfit_message`) for tensors of other shapes or missing: all of
+    them with ``refuse_misfit``, else the frozen parameters'; return the
+    :func:`shape_mismatches`."""
     ours = model.state_dict()
     for key in [k for k in state_dict if k.startswith('module.')]:
         state_dict[key[len('module.'):]] = state_dict.pop(key)
@@ -71,9 +74,17 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
         print_log(f"{path} is in mmdet's {variant} layout: renamed its keys "
                   'to detr_plugin layout.', logger='current')
     mismatches = shape_mismatches(state_dict, ours)
-    if refuse_misfit and (mismatches or missing):
-        raise ValueError(misfit_message(path, mismatches, getattr(
-            getattr(model, 'bbox_head', None), 'num_classes', None), missing))
+    # else only the frozen parameters must fit: no step would change them
+    frozen = None if refuse_misfit else {
+        name for name, p in model.named_parameters() if not p.requires_grad}
+    refused = [m for m in mismatches if frozen is None or m[0] in frozen]
+    missing = [key for key in missing if frozen is None or key in frozen]
+    if refused or missing:
+        raise ValueError(misfit_message(path, refused, getattr(
+            getattr(model, 'bbox_head', None), 'num_classes', None),
+            missing) + ('' if frozen is None else ' Those tensors are frozen '
+                        '(requires_grad=False, e.g. by freeze_detector=True)'
+                        ': training would never change them.'))
     return mismatches
 
 
@@ -120,7 +131,8 @@ class AdaptCheckpointHook(Hook):
     Args:
         classifier: module path of the classifier that keeps the model's
             own initial weights when the checkpoint's class count differs.
-        on_mismatch: ``'reset'`` (fine-tuning: that classifier is reset);
+        on_mismatch: ``'reset'`` (fine-tuning: that classifier is reset,
+            unless frozen);
             ``'error'`` (testing, ``tools/test.py``): any tensor of another
             shape, or one the checkpoint lacks, stops the run, naming the
             classifier first and the fix.
