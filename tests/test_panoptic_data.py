@@ -118,6 +118,8 @@ def demo_config(root, **metainfo):
     for metric in cfg.val_evaluator:
         metric.ann_file = osp.join(root, 'annotations',
                                    osp.basename(metric.ann_file))
+        if 'seg_prefix' in metric:
+            metric.seg_prefix = osp.join(root, 'annotations', 'panoptic_val')
     return cfg
 
 
@@ -203,3 +205,18 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         check_dataset_config(cfg, 'train')
     for fragment in expected:
         assert fragment in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize('folder, expected', [
+    ('panoptic_train', 'but val_dataloader.dataset reads the segment maps'),
+    ('none', ': folder not found')], ids=['other_split', 'none'])
+def test_panoptic_metric_reads_the_datasets_segment_maps(panoptic_set, folder,
+                                                         expected):
+    """The PQ metric's ground-truth PNGs: another split's (same names) would
+    give a wrong PQ silently, a missing folder fail after all inference."""
+    cfg = demo_config(panoptic_set)
+    cfg.val_evaluator[0].seg_prefix = osp.join(panoptic_set, 'annotations',
+                                               folder)
+    with pytest.raises(DatasetCheckError, match=rf'val_evaluator\[0\]\.'
+                       rf'seg_prefix.*{expected}'):
+        check_dataset_config(cfg, 'val')

@@ -46,6 +46,7 @@ class DatasetReport:
     key: str
     ann_file: str = ''
     img_dir: str = ''
+    seg_dir: str = ''  # a panoptic set's segment maps
     skipped: str = ''
     parsed: bool = False
     classes: Tuple[str, ...] = ()
@@ -192,7 +193,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         classes = tuple(self.metainfo['classes'])
         self.report = report = DatasetReport(
             self.config_key, self.ann_file, self.data_prefix.get('img', ''),
-            classes=classes, boxes_per_class=dict.fromkeys(classes, 0))
+            self.data_prefix.get('seg') or '', classes=classes,
+            boxes_per_class=dict.fromkeys(classes, 0))
         with get_local_path(self.ann_file, self.backend_args) as path:
             data = load_coco_json(path, f'{prefix}ann_file', self.test_mode,
                                   self.FIELDS)

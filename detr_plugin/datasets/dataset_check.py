@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets.transforms import LoadPanopticAnnotations
-from mmdet.evaluation import CocoMetric
+from mmdet.evaluation import CocoMetric, CocoPanopticMetric
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.logging import MMLogger, print_log
@@ -197,6 +197,26 @@ def check_panoptic_pipeline(dataset: CheckedCocoDataset,
             f"{key}.data_prefix.seg to the folder of the file's PNGs.")
 
 
+def segment_prefix_errors(metric: dict, key: str, reports) -> List[str]:
+    """The ground-truth PNGs of a ``CocoPanopticMetric`` (config ``key``)
+    are where its dataset reads them (PNGs of another split may have the
+    same names: PQ would be computed against them), or at least a folder
+    (the metric reads it after the whole inference)."""
+    seg = metric.get('seg_prefix')
+    r = next((r for r in reports if r.seg_dir and osp.abspath(r.ann_file)
+              == osp.abspath(metric['ann_file'])), None)
+    if seg and '://' not in seg and not osp.isdir(seg):
+        return [f'{key}.seg_prefix: folder not found: {seg} (the ground-truth'
+                ' segment PNGs, read after the whole inference). Fix: the '
+                f"folder of the PNGs of {metric['ann_file']}."]
+    if seg and r and osp.abspath(seg) != osp.abspath(r.seg_dir):
+        return [f'{key}.seg_prefix is {seg}, but {r.key} reads the segment '
+                f'maps of {r.ann_file} from {r.seg_dir}: PQ would be computed'
+                ' against other PNGs (another split\'s have the same names). '
+                f'Fix: {key}.seg_prefix={r.seg_dir!r}.']
+    return []
+
+
 def config_errors(cfg: Config, split: str, reports) -> List[str]:
     """Each box head's ``num_classes`` is the number of classes (a panoptic
     model's ``num_things_classes`` the number of things); the
@@ -234,13 +254,15 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
                     if r.classes), None)
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else ''
-        # COCO instances: not, e.g., CocoPanopticMetric's (segments_info)
         cls = _registered(METRICS, metric) if ann_file else None
+        key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
+        if cls and issubclass(cls, CocoPanopticMetric):
+            errors += segment_prefix_errors(metric, key, reports)
+        # COCO instances: not, e.g., CocoPanopticMetric's (segments_info)
         if not ann_file or '://' in ann_file or \
                 osp.abspath(ann_file) in loaded or \
                 (cls and not issubclass(cls, CocoMetric)):
             continue
-        key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         try:
             coco = load_coco_json(ann_file, f'{key}.ann_file',
                                   metric.get('format_only', False))
