@@ -17,7 +17,8 @@ from helpers.tools import load_tool
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from detr_plugin.apis import DETRInferencer, coco_results, list_images
+from detr_plugin.apis import (DETRInferencer, coco_results, image_ids,
+                              list_images)
 from detr_plugin.mmdet_reference import REPO_CONFIG_DIR, build_plugin_model
 
 infer = load_tool('infer')
@@ -116,8 +117,9 @@ def test_infer_skips_a_corrupt_image_and_writes_the_rest(detector_files,
     assert f'skipped {bad}: ' in capsys.readouterr().err
     entries = json.loads((out / 'results.bbox.json').read_text())
     assert len(entries) == 10
+    # its position in the sorted list: the skipped a.jpg shifts no id
     assert {(e['file_name'], e['image_id']) for e in entries} == {
-        ('b.png', 0)}
+        ('b.png', 1)}
     assert os.listdir(out / 'vis') == ['b.png']
     with pytest.raises(Exception, match='a.jpg'):
         infer.main([config, checkpoint, folder, '--out-dir',
@@ -161,6 +163,12 @@ def test_coco_results_ids_and_boxes():
     assert entries == [dict(image_id=397133, file_name='000000397133.jpg',
                             category_id=90, category_name='toothbrush',
                             bbox=[10.0, 20.0, 30.0, 40.0], score=0.9)]
+    # numeric names repeated in two folders (a recursive glob), or not all
+    # numeric: positions, so that no two images share an id
+    assert image_ids(['/t/000001.jpg', '/v/000001.jpg', '/v/000002.jpg']) \
+        == [0, 1, 2]
+    assert image_ids(['/t/7.jpg', '/t/x.jpg']) == [0, 1]
+    assert image_ids(['/t/7.jpg', '/t/009.jpg']) == [7, 9]
 
 
 def test_drawings_of_images_sharing_a_name_do_not_overwrite():
@@ -257,3 +265,19 @@ def test_inferencer_loads_a_successor_checkpoint_in_mmdet_layout(
         detections.append(DETRInferencer(config, path)(image).pred_instances)
     assert torch.equal(detections[0].scores, detections[1].scores)
     assert torch.equal(detections[0].bboxes, detections[1].bboxes)
+
+
+def test_a_config_that_only_trains_is_named_not_a_none_error():
+    """A panoptic box stage has no test split: infer.py, vis_attention.py
+    and export_onnx.py (the inferencer) failed inside init_detector with
+    "'NoneType' object has no attribute 'dataset'", test.py with
+    mmengine's "self._test_loop should not be None"."""
+    config = osp.join(REPO_CONFIG_DIR, 'demo',
+                      'detr_r18_shapes-panoptic-boxes.py')
+    with pytest.raises(ValueError, match=r'panoptic-boxes\.py has no '
+                       'test_dataloader .* Use the config of a stage that '
+                       'tests'):
+        DETRInferencer(config)
+    with pytest.raises(SystemExit, match=r'panoptic-boxes\.py has no '
+                       'test_dataloader / test_evaluator'):
+        load_tool('test').main([config, 'x.pth'])

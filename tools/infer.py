@@ -11,7 +11,8 @@ a panoptic model -- scoring at least ``--score-thr``, drawn by mmdet's
 for a panoptic model ``DIR/panoptic/<image name>`` (its panoptic
 segmentation, each segment coloured by class and labelled), and
 ``DIR/results.bbox.json``, the same
-detections as one COCO results list (``image_id``, ``category_id``,
+detections as one COCO results list (``image_id``: the file name when all
+are distinct numbers, else the position in the sorted list; ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, plus ``file_name`` and ``category_name``).
 ``--score-thr 0`` keeps every detection (``test_cfg.max_per_img`` per
 image), e.g. for COCO evaluation. An image that cannot be read is skipped
@@ -29,7 +30,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.apis import (DETRInferencer, coco_results,  # noqa: E402
-                              list_images)
+                              image_ids, list_images)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,6 +80,7 @@ def main(argv=None) -> str:
     panoptic_dir = osp.join(args.out_dir, 'panoptic')
     os.makedirs(vis_dir, exist_ok=True)
     results, done, skipped = [], [], []
+    ids = dict(zip(images, image_ids(images)))  # a skipped one shifts none
     for path, name in track_iter_progress(
             list(zip(images, drawing_names(images)))):
         try:
@@ -98,7 +100,8 @@ def main(argv=None) -> str:
         results.append(result)
         done.append(path)
     entries = coco_results(results, done, inferencer.category_ids(),
-                           inferencer.classes, score_thr=args.score_thr)
+                           inferencer.classes, args.score_thr,
+                           [ids[path] for path in done])
     out_json = osp.join(args.out_dir, 'results.bbox.json')
     with open(out_json, 'w') as f:
         json.dump(entries, f)

@@ -46,6 +46,10 @@ def main(argv=None):
     from mmdet.engine.hooks.utils import trigger_visualization_hook
     from mmdet.evaluation import DumpDetResults
     cfg = cli.load_config(args)
+    if not (cfg.get('test_dataloader') and cfg.get('test_evaluator')):
+        sys.exit(f'error: {args.config} has no test_dataloader / '
+                 'test_evaluator (a config that only trains, e.g. a panoptic '
+                 'box stage): test with the config of a stage that evaluates.')
     cfg.load_from = args.checkpoint
     cli.refuse_misfit_checkpoints(cfg)  # e.g. another class count
     cli.init_process_group(cfg)  # the check runs on rank 0

@@ -77,12 +77,18 @@ class DETRInferencer:
         # allow-lists mmengine's checkpoint types for weights_only loading
         # and registers mmdet's transforms / visualizers for our scope
         from .. import engine  # noqa: F401
+        cfg = Config.fromfile(config) if isinstance(config, str) else config
+        if not (cfg.get('test_dataloader') or {}).get('dataset'):
+            raise ValueError(
+                f'{cfg.filename or "the config"} has no test_dataloader (a '
+                'config that only trains, e.g. a panoptic box stage): images '
+                'are read with its test pipeline. Use the config of a stage '
+                'that tests, or give this one a test_dataloader.')
         loaded = None if checkpoint is None else \
             CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         with warnings.catch_warnings(record=True) as caught:
             self.model = init_detector(  # it edits a Config it is given
-                config if isinstance(config, str) else
-                copy.deepcopy(config), None, palette=palette, device=device)
+                copy.deepcopy(cfg), None, palette=palette, device=device)
         for w in caught:  # the checkpoint's classes replace COCO's (below)
             if loaded is None or 'checkpoint is None' not in str(w.message):
                 warnings.warn(w.message, w.category)
@@ -208,20 +214,28 @@ class DETRInferencer:
         return list(range(1, len(self.classes) + 1))
 
 
+def image_ids(image_paths: Sequence[str]) -> List[int]:
+    """A COCO ``image_id`` per image: its file name when every name is a
+    number and no two are the same (``000000397133.jpg`` -> 397133), else
+    its position in ``image_paths``."""
+    stems = [osp.splitext(osp.basename(p))[0] for p in image_paths]
+    if all(s.isdigit() for s in stems) and \
+            len({int(s) for s in stems}) == len(stems):
+        return [int(s) for s in stems]
+    return list(range(len(image_paths)))
+
+
 def coco_results(results: Sequence[DetDataSample],
                  image_paths: Sequence[str], category_ids: Sequence[int],
-                 classes: Sequence[str],
-                 score_thr: float = 0.) -> List[dict]:
+                 classes: Sequence[str], score_thr: float = 0.,
+                 ids: Optional[Sequence[int]] = None) -> List[dict]:
     """Detections as a COCO results list (what ``COCO.loadRes`` reads), one
     dict per box with ``bbox`` ``[x, y, w, h]`` in original-image pixels,
-    ``file_name`` and ``category_name``. ``image_id`` is the file name when
-    every name is a number (``000000397133.jpg`` -> 397133), else the
-    image's position in ``image_paths``."""
-    stems = [osp.splitext(osp.basename(p))[0] for p in image_paths]
-    numeric = all(s.isdigit() for s in stems)
+    ``file_name`` and ``category_name``; ``image_id`` from ``ids``
+    (default: :func:`image_ids` of ``image_paths``)."""
+    ids = image_ids(image_paths) if ids is None else ids
     entries = []
-    for index, (path, result) in enumerate(zip(image_paths, results)):
-        image_id = int(stems[index]) if numeric else index
+    for image_id, path, result in zip(ids, image_paths, results):
         pred = result.pred_instances
         for box, score, label in zip(pred.bboxes.tolist(),
                                      pred.scores.tolist(),
