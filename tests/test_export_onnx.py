@@ -94,3 +94,27 @@ def test_successors_export_and_say_what_size_they_take(tmp_path, config,
     for case, diff in report.items():
         assert diff['boxes'] <= 1e-4 and diff['scores'] <= 1e-4, case
         assert diff['label_mismatches'] == 0, case
+
+
+def test_two_stage_deformable_exports_and_panoptic_is_refused(tmp_path):
+    """Two-stage Deformable DETR has no query embedding (its queries are
+    proposals): it read one and failed with an AttributeError. A panoptic
+    model is refused, naming what the export does not cover."""
+    from helpers.configs import CONFIG_DIR, tiny_panoptic_config
+    config = osp.join(CONFIG_DIR, 'deformable_detr',
+                      'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py')
+    torch.manual_seed(0)
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
+               checkpoint)
+    # 340 positions at 128 x 128 (strides 8-64) for its 300 proposals
+    report = tool.main([config, checkpoint, str(tmp_path / 'model.onnx'),
+                        '--shape', '128', '128', '--check-shapes', '128',
+                        '128', '96', '128'])
+    assert len(report) == 3
+    for case, diff in report.items():
+        assert diff['boxes'] <= 1e-4 and diff['scores'] <= 1e-4, case
+        assert diff['label_mismatches'] == 0, case
+    with pytest.raises(ValueError, match='DETRPanoptic predicts masks .* '
+                       'export a detector config'):
+        DETRExportWrapper(build_plugin_model(tiny_panoptic_config()))

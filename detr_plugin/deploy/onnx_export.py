@@ -49,9 +49,14 @@ class DETRExportWrapper(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
+        if hasattr(detector, 'mask_head'):
+            raise ValueError(
+                f'{type(detector).__name__} predicts masks and panoptic maps,'
+                ' which the ONNX export does not cover (boxes, scores and '
+                'labels only): export a detector config.')
         self.detector = detector
         self.eval()
-        num_queries = detector.query_embedding.num_embeddings
+        num_queries = detector.num_queries  # two-stage: no query embedding
         max_per_img = (detector.bbox_head.test_cfg or {}).get(
             'max_per_img', num_queries)
         self.top_k = min(max_per_img, num_queries)
