@@ -363,7 +363,17 @@ def convert_checkpoint(src: str, dst: str, source: str,
             raise KeyError(f'{src} holds a {type(checkpoint).__name__}, not '
                            f'a checkpoint dict')
         source_dict = checkpoint.get('state_dict', checkpoint)
-        variant = variant or model_variant(source_dict)
+        try:
+            found = model_variant(source_dict)
+        except KeyError:
+            if variant is None:
+                raise
+            found = variant  # keys of no known variant: as the user says
+        if variant not in (None, found):
+            raise ValueError(f"{src} holds mmdet's {found}, not {variant} "
+                             f'(its keys show it): convert it with --model '
+                             f'{found}, or without --model')
+        variant = found
         state_dict = mmdet_to_plugin(source_dict, variant)
         found = num_classes_of(state_dict, variant)
         if num_classes is not None and found != num_classes:

@@ -227,6 +227,10 @@ def test_mmdet_checkpoint_converts_and_keeps_meta(tmp_path, tiny80):
         assert torch.equal(model.state_dict()[key], value), key
     with pytest.raises(ValueError, match='80 classes, not 3'):
         tool.main(['--from', 'mmdet', src, dst, '--num-classes', '3'])
+    # a variant other than the keys': it wrote a wrongly renamed file
+    with pytest.raises(ValueError, match="holds mmdet's detr, not dino .* "
+                       'with --model detr, or without --model'):
+        tool.main(['--from', 'mmdet', src, dst, '--model', 'dino'])
 
 
 class Payload:
