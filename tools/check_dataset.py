@@ -147,8 +147,10 @@ def main(argv=None) -> int:
     errors = sum(len(r.errors) for r in reports)
     warnings = sum(len(r.warnings) for r in reports)
     if errors:
-        print(f'FAILED: {errors} error(s), {warnings} warning(s): training '
-              f'on the {args.split} split would fail or learn nothing')
+        print(f'FAILED: {errors} error(s), {warnings} warning(s): ' + (
+            'training on the train split would fail or learn nothing'
+            if args.split == 'train' else f'evaluating on the {args.split} '
+            'split would fail or be wrong'))
         if args.show_dir:
             print('(nothing drawn: fix the errors first)')
         return 1
