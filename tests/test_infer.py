@@ -281,3 +281,14 @@ def test_a_config_that_only_trains_is_named_not_a_none_error():
     with pytest.raises(SystemExit, match=r'panoptic-boxes\.py has no '
                        'test_dataloader / test_evaluator'):
         load_tool('test').main([config, 'x.pth'])
+
+
+def test_a_checkpoint_of_another_variant_is_named(detector_files):
+    """A DETR checkpoint given with Conditional DETR's config was refused
+    with advice about class counts (DETR's no-object row counted as a
+    class) or missing layers; it is named as the other variant it is."""
+    _, checkpoint, _ = detector_files
+    with pytest.raises(ValueError, match=r'holds a detr model \(its keys '
+                       r'show it\), the config builds a conditional_detr'):
+        DETRInferencer(osp.join(REPO_CONFIG_DIR, 'demo',
+                                'conditional-detr_r18_shapes.py'), checkpoint)

@@ -62,10 +62,10 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     for key in [k for k in state_dict if k.startswith('module.')]:
         state_dict[key[len('module.'):]] = state_dict.pop(key)
     missing = missing_tensors(state_dict, ours)
+    variant = _variant_of(state_dict) if missing else None
     try:
-        variant = model_variant(state_dict) if missing else None
         renamed = variant and mmdet_to_plugin(state_dict, variant)
-    except KeyError:  # not a known DETR variant, or clashing names
+    except KeyError:  # clashing names
         renamed = None
     if renamed and len(missing_tensors(renamed, ours)) < len(missing):
         state_dict.clear()
@@ -80,12 +80,26 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     refused = [m for m in mismatches if frozen is None or m[0] in frozen]
     missing = [key for key in missing if frozen is None or key in frozen]
     if refused or missing:
+        theirs, built = (_variant_of(d) for d in (state_dict, ours))
+        if None not in (theirs, built) and theirs != built:
+            raise ValueError(
+                f'the checkpoint {path} holds a {theirs} model (its keys show'
+                f' it), the config builds a {built}: use the config it was '
+                'trained with (configs/README.md lists one per variant).')
         raise ValueError(misfit_message(path, refused, getattr(
             getattr(model, 'bbox_head', None), 'num_classes', None),
             missing) + ('' if frozen is None else ' Those tensors are frozen '
                         '(requires_grad=False, e.g. by freeze_detector=True)'
                         ': training would never change them.'))
     return mismatches
+
+
+def _variant_of(state_dict: Dict[str, Tensor]) -> Optional[str]:
+    """:func:`model_variant`, or ``None`` for keys of no known variant."""
+    try:
+        return model_variant(state_dict)
+    except KeyError:
+        return None
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
