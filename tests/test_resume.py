@@ -297,3 +297,21 @@ def test_missing_tensors_are_counted_by_module():
         'values: it holds another model, or only a part of one (e.g. a '
         'backbone). Fix: use a checkpoint trained with this config, or the '
         'config it was trained with.')
+
+
+def test_resume_refuses_a_checkpoint_of_a_changed_config(runs, tmp_path):
+    """Resuming with another class count loaded the checkpoint with mmengine's
+    "size mismatch" warning, then failed inside Adam at the first step
+    ("The size of tensor a (4) must match ..."); it is refused, named."""
+    ckpt = osp.join(runs['straight'], 'iter_4.pth')  # 3 classes
+    proc = run_tool(['train.py', TINY_CONFIG, '--resume', ckpt, '--work-dir',
+                     str(tmp_path), '--cfg-options',
+                     'model.bbox_head.num_classes=1',
+                     'train_dataloader.dataset.metainfo.classes=[circle]'],
+                    runs['root'], check=False)
+    assert proc.returncode != 0
+    assert f'--resume: the checkpoint {ckpt} does not fit the model of the ' \
+        'config: its classifier bbox_head.fc_cls.weight is (4, 32)' in proc.out
+    assert '(--resume continues the run the checkpoint is of: use its ' \
+        'config, or start a new run from it with load_from)' in proc.out
+    assert 'Iter(train)' not in proc.out

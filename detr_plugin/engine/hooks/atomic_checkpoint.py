@@ -19,6 +19,7 @@ from mmengine.dist import barrier, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 
 from ...registry import HOOKS
 
@@ -122,6 +123,27 @@ class AtomicCheckpointHook(CheckpointHook):
             if is_main_process():
                 self._repair(runner.work_dir)
             barrier()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """On ``--resume``, refuse a checkpoint that does not fit the model
+        (the config changed since): mmengine would load it with a warning,
+        then fail inside the optimizer at the first step."""
+        # here: adapt_checkpoint -> checkpoint_converters -> safe_checkpoint
+        # imports this module
+        from .adapt_checkpoint import fit_to_model
+        if not getattr(runner, '_resume', False):
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        path = getattr(runner, '_load_from', None) or \
+            f'the newest checkpoint of {runner.work_dir}'
+        try:
+            fit_to_model(checkpoint.get('state_dict', checkpoint), model,
+                         path, refuse_misfit=True)
+        except ValueError as e:
+            raise ValueError(f'--resume: {e} (--resume continues the run '
+                             'the checkpoint is of: use its config, or start '
+                             'a new run from it with load_from)') from None
 
     def _repair(self, work_dir: str) -> None:
         # self.out_dir is made final in before_train, after the resume
