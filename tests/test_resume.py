@@ -206,24 +206,35 @@ def test_resume_in_an_empty_work_dir_says_it_starts_from_scratch(runs,
     assert 'Iter(train) [1/1]' in proc.out
 
 
-def test_test_tool_refuses_a_checkpoint_of_another_class_count(runs,
-                                                               tmp_path):
-    """mmengine warned "size mismatch", evaluated a random classifier and
-    exited 0; tools/test.py refuses, naming both shapes and the likely fix
-    (issue 14, item 6)."""
+@pytest.mark.parametrize('tool', ['test', 'resume'])
+def test_a_checkpoint_of_another_class_count_is_refused(runs, tmp_path,
+                                                        tool):
+    """tools/test.py: mmengine warned "size mismatch", evaluated a random
+    classifier and exited 0 (issue 14, item 6); train.py --resume: loaded
+    it with that warning, then failed inside Adam at the first step ("The
+    size of tensor a (4) must match ..."). Both refuse, naming both shapes
+    and the likely fix."""
     ckpt = osp.join(runs['straight'], 'iter_4.pth')  # 3 classes
-    proc = run_tool(['test.py', TINY_CONFIG, ckpt, '--work-dir',
-                     str(tmp_path), '--cfg-options',
-                     'model.bbox_head.num_classes=1',
-                     'test_dataloader.dataset.metainfo.classes=[circle]'],
-                    runs['root'], check=False)
+    split, args = ('test', ['test.py', TINY_CONFIG, ckpt]) if tool == 'test' \
+        else ('train', ['train.py', TINY_CONFIG, '--resume', ckpt])
+    proc = run_tool(args + [
+        '--work-dir', str(tmp_path), '--cfg-options',
+        'model.bbox_head.num_classes=1',
+        f'{split}_dataloader.dataset.metainfo.classes=[circle]'],
+        runs['root'], check=False)
     assert proc.returncode != 0
     assert f'the checkpoint {ckpt} does not fit the model of the config: ' \
         'its classifier bbox_head.fc_cls.weight is (4, 32), the model\'s ' \
         '(2, 32): 3 classes in the checkpoint, 1 in the config' in proc.out
     assert 'Fix: test with the config it was trained with, or set ' \
         'model.bbox_head.num_classes=3 and metainfo.classes' in proc.out
-    assert 'coco/bbox_mAP' not in proc.out
+    if tool == 'test':
+        assert 'coco/bbox_mAP' not in proc.out
+    else:
+        assert f'--resume: the checkpoint {ckpt}' in proc.out
+        assert '(--resume continues the run the checkpoint is of: use its ' \
+            'config, or start a new run from it with load_from)' in proc.out
+        assert 'Iter(train)' not in proc.out
 
 
 def test_test_tool_refuses_a_checkpoint_without_some_layers(runs, tmp_path):
@@ -298,20 +309,3 @@ def test_missing_tensors_are_counted_by_module():
         'backbone). Fix: use a checkpoint trained with this config, or the '
         'config it was trained with.')
 
-
-def test_resume_refuses_a_checkpoint_of_a_changed_config(runs, tmp_path):
-    """Resuming with another class count loaded the checkpoint with mmengine's
-    "size mismatch" warning, then failed inside Adam at the first step
-    ("The size of tensor a (4) must match ..."); it is refused, named."""
-    ckpt = osp.join(runs['straight'], 'iter_4.pth')  # 3 classes
-    proc = run_tool(['train.py', TINY_CONFIG, '--resume', ckpt, '--work-dir',
-                     str(tmp_path), '--cfg-options',
-                     'model.bbox_head.num_classes=1',
-                     'train_dataloader.dataset.metainfo.classes=[circle]'],
-                    runs['root'], check=False)
-    assert proc.returncode != 0
-    assert f'--resume: the checkpoint {ckpt} does not fit the model of the ' \
-        'config: its classifier bbox_head.fc_cls.weight is (4, 32)' in proc.out
-    assert '(--resume continues the run the checkpoint is of: use its ' \
-        'config, or start a new run from it with load_from)' in proc.out
-    assert 'Iter(train)' not in proc.out
