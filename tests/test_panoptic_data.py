@@ -123,30 +123,49 @@ def demo_config(root, **metainfo):
     return cfg
 
 
-def test_checked_panoptic_dataset_loads_what_mmdets_does(panoptic_set):
-    """The checks change nothing on a clean file: the data list of mmdet's
-    own panoptic dataset, and the report counts every segment."""
+def test_checked_panoptic_dataset_loads_what_mmdets_does(panoptic_set,
+                                                          tmp_path):
+    """The checks change nothing: the data list of mmdet's own panoptic
+    dataset, which drops a segment of no pixel (area 0) as ours does, and
+    the report counts every segment and the dropped one."""
     init_default_scope('detr_plugin')
     from detr_plugin.registry import DATASETS
-    cfg = demo_config(panoptic_set).train_dataloader.dataset
+    root = str(tmp_path / 'data')
+    shutil.copytree(panoptic_set, root)
+    path = osp.join(root, 'annotations', 'panoptic_train.json')
+    with open(path) as f:
+        data = json.load(f)
+    data['annotations'][1]['segments_info'][0]['area'] = 0
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    cfg = demo_config(root).train_dataloader.dataset
     ours = DATASETS.build(dict(cfg, serialize_data=False))
     theirs = DATASETS.build(dict(cfg, type='CocoPanopticDataset',
                                  serialize_data=False))
     assert type(ours).__name__ == 'CheckedCocoPanopticDataset'
     assert ours.data_list == theirs.data_list and len(ours) == 8
-    with open(osp.join(panoptic_set, 'annotations',
-                       'panoptic_train.json')) as f:
-        segments = [s['category_id'] - 1 for ann in json.load(f)['annotations']
-                    for s in ann['segments_info']]
-    names = SHAPES + STUFF
+    segments = [s['category_id'] - 1 for ann in data['annotations']
+                for s in ann['segments_info']]
+    dropped = data['annotations'][1]['segments_info'][0]
+    segments.remove(dropped['category_id'] - 1)
     assert ours.report.boxes_per_class == {
-        name: segments.count(i) for i, name in enumerate(names)}
+        name: segments.count(i) for i, name in enumerate(SHAPES + STUFF)}
+    assert ours.report.dropped == {'area <= 0 (no pixel in the segment PNG)':
+                                   [(dropped['id'], 2)]}
     assert ours.report.thing_classes == SHAPES
 
 
 def test_panoptic_configs_pass_the_check(panoptic_set):
     """Both splits of the demo pass, the val split's instance metric
-    judged against the thing classes (its file has no stuff)."""
+    judged against the thing classes (its file has no stuff); thing classes
+    other than the file's isthing flags say are a warning (only a PQ metric
+    without ann_file reads them)."""
+    (report, ) = check_dataset_config(
+        demo_config(panoptic_set, thing_classes=SHAPES[:2]), 'train')
+    assert report.errors == [] and len(report.warnings) == 1
+    assert "metainfo.thing_classes is ('circle', 'square'), but the isthing " \
+        'flags' in report.warnings[0]
+    assert f'Fix: thing_classes={SHAPES}.' in report.warnings[0]
     cfg = demo_config(panoptic_set)
     for split in ('train', 'val'):
         (report, ) = check_dataset_config(cfg, split)
@@ -157,8 +176,8 @@ def test_panoptic_configs_pass_the_check(panoptic_set):
 
 
 @pytest.mark.parametrize('case', [
-    'typo', 'order', 'unnamed', 'thing_classes', 'stuff_first', 'no_pngs',
-    'num_things', 'pipeline_num_things'])
+    'typo', 'order', 'unnamed', 'stuff_first', 'no_pngs', 'num_things',
+    'pipeline_num_things'])
 def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                                                         tmp_path, case):
     """What mmdet's panoptic dataset stops on with a bare KeyError (a class
@@ -178,7 +197,6 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         typo=dict(classes=SHAPES + ('sky', 'water', 'grund')),
         order=dict(classes=STUFF + SHAPES),
         unnamed=dict(classes=SHAPES + STUFF[:2], stuff_classes=STUFF[:2]),
-        thing_classes=dict(thing_classes=SHAPES[:2]),
         stuff_first=dict(classes=STUFF + SHAPES)).get(case, {})
     cfg = demo_config(root, **metainfo)
     if case == 'no_pngs':
@@ -191,8 +209,6 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         typo=["'grund' missing", "'grund' -> 'ground'?", 'KeyError'],
         order=['not in the order', f'classes={SHAPES + STUFF}'],
         unnamed=["do not name the categories 'ground'", 'all 6 category'],
-        thing_classes=["metainfo.thing_classes is ('circle', 'square')",
-                       f'thing_classes={SHAPES}'],
         stuff_first=['lists stuff categories before thing', 'isthing=1'],
         no_pngs=['8 segment maps', 'annotations/none/000001.png',
                  'train_dataloader.dataset.data_prefix.seg'],

@@ -128,7 +128,7 @@ def test_coco_panoptic_configs_build(name):
             'CocoPanopticMetric', 'CocoMetric']
 
 
-def test_frozen_detector_must_come_from_the_checkpoint():
+def test_frozen_detector_must_come_from_the_checkpoint(tmp_path):
     """Stage 2 trains the mask head on a frozen detector: a checkpoint that
     lacks or misfits a detector tensor (another class count's classifier, a
     backbone alone) is refused instead of reset or left random, and no
@@ -157,6 +157,15 @@ def test_frozen_detector_must_come_from_the_checkpoint():
                            'tensors are frozen'):
             AdaptCheckpointHook().after_load_checkpoint(
                 runner, dict(state_dict=state_dict))
-    with pytest.raises(SystemExit, match='load_from is not set'):
+    with pytest.raises(SystemExit, match='load_from is not set: the '
+                       'detector would stay random'):
         cli.check_frozen_detector(Config(dict(model=cfg.model)))
-    cli.check_frozen_detector(Config(dict(model=cfg.model, load_from='x')))
+    # --resume drops load_from: a work dir without a checkpoint resumes none
+    with pytest.raises(SystemExit, match=r'\(--resume drops it\) and .* '
+                       'holds no checkpoint to resume'):
+        cli.check_frozen_detector(Config(dict(
+            model=cfg.model, resume=True, work_dir=str(tmp_path))))
+    for loaded in (dict(load_from='x'), dict(model=dict(
+            cfg.model, init_cfg=dict(type='Pretrained', checkpoint='x')))):
+        cli.check_frozen_detector(Config(dict(dict(model=cfg.model),
+                                              **loaded)))

@@ -226,7 +226,7 @@ def test_a_checkpoint_of_another_class_count_is_refused(runs, tmp_path,
     assert f'the checkpoint {ckpt} does not fit the model of the config: ' \
         'its classifier bbox_head.fc_cls.weight is (4, 32), the model\'s ' \
         '(2, 32): 3 classes in the checkpoint, 1 in the config' in proc.out
-    assert 'Fix: test with the config it was trained with, or set ' \
+    assert 'Fix: use the config it was trained with, or set ' \
         'model.bbox_head.num_classes=3 and metainfo.classes' in proc.out
     if tool == 'test':
         assert 'coco/bbox_mAP' not in proc.out
@@ -309,3 +309,29 @@ def test_missing_tensors_are_counted_by_module():
         'backbone). Fix: use a checkpoint trained with this config, or the '
         'config it was trained with.')
 
+
+
+def test_a_fine_tuning_configs_hook_leaves_a_resume_to_the_refusal():
+    """A config with AdaptCheckpointHook (the balloon fine-tuning one) reset
+    the misfit classifier of a resumed checkpoint to the model's own, so
+    the resume passed the refusal and failed inside Adam at the first step;
+    the hook leaves a resume alone and AtomicCheckpointHook refuses."""
+    from types import SimpleNamespace
+
+    from detr_plugin.engine.hooks import (AdaptCheckpointHook,
+                                          AtomicCheckpointHook)
+    from detr_plugin.mmdet_reference import build_plugin_model
+    from helpers.configs import tiny_config
+    model = build_plugin_model(tiny_config(num_classes=1))
+    state_dict = dict(model.state_dict(), **{
+        'bbox_head.fc_cls.weight': torch.zeros(4, 32),
+        'bbox_head.fc_cls.bias': torch.zeros(4)})  # a 3-class run's
+    runner = SimpleNamespace(model=model, _resume=True, _load_from='r.pth',
+                             cfg=dict(load_from='r.pth'), work_dir='w')
+    AdaptCheckpointHook().after_load_checkpoint(
+        runner, dict(state_dict=state_dict))
+    assert state_dict['bbox_head.fc_cls.bias'].shape == (4, )  # not reset
+    with pytest.raises(ValueError, match=r'--resume: the checkpoint r\.pth '
+                       r'does not fit .* is \(4, 32\), the model\'s \(2, 32\)'):
+        AtomicCheckpointHook(interval=1).after_load_checkpoint(
+            runner, dict(state_dict=state_dict))

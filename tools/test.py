@@ -46,7 +46,8 @@ def main(argv=None):
     from mmdet.engine.hooks.utils import trigger_visualization_hook
     from mmdet.evaluation import DumpDetResults
     cfg = cli.load_config(args)
-    if not (cfg.get('test_dataloader') and cfg.get('test_evaluator')):
+    if cfg.get('test_dataloader') is None or \
+            cfg.get('test_evaluator') is None:
         sys.exit(f'error: {args.config} has no test_dataloader / '
                  'test_evaluator (a config that only trains, e.g. a panoptic '
                  'box stage): test with the config of a stage that evaluates.')

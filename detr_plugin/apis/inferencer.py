@@ -77,7 +77,8 @@ class DETRInferencer:
         # allow-lists mmengine's checkpoint types for weights_only loading
         # and registers mmdet's transforms / visualizers for our scope
         from .. import engine  # noqa: F401
-        cfg = Config.fromfile(config) if isinstance(config, str) else config
+        cfg = config if isinstance(config, Config) else \
+            Config.fromfile(str(config))
         if not (cfg.get('test_dataloader') or {}).get('dataset'):
             raise ValueError(
                 f'{cfg.filename or "the config"} has no test_dataloader (a '

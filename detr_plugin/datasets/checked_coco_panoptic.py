@@ -47,9 +47,9 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
     def check_classes(self, categories: List[dict], key: str) -> None:
         """As a detection file's (:func:`match_classes`), and: every
         category named (mmdet labels every segment), the thing categories
-        (``isthing``) first and equal to ``thing_classes``, the others to
-        ``stuff_classes`` (DETRPanoptic and ``AddStuffInstances`` take labels
-        below the number of things for things)."""
+        (``isthing``) first (DETRPanoptic and ``AddStuffInstances`` take
+        labels below the number of things for things); a warning when
+        ``thing_classes`` / ``stuff_classes`` differ from the file's."""
         match_classes(self.report.classes, categories, self.ann_file,
                       f'{key}.classes', effect='stop on the first segment '
                       'of a category that is not a class (KeyError).')
@@ -76,17 +76,30 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
                                ('stuff_classes', classes[len(things):])):
             given = self.metainfo.get(name)
             if given is not None and tuple(given) != expected:
-                raise DatasetCheckError(
+                self.report.warn(
                     f'{key}.{name} is {tuple(given)}, but the isthing flags '
-                    f'of {self.ann_file} make it {expected}: the panoptic '
-                    f'metric would count segments as the wrong kind. Fix: '
-                    f'{name}={expected}.')
+                    f'of {self.ann_file} make it {expected}: a '
+                    'CocoPanopticMetric without ann_file would count '
+                    'segments as the wrong kind (with one, it reads the '
+                    f"file's flags). Fix: {name}={expected}.")
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
-        """Check and count the image's own segments only: mmdet's index
-        hands over every image's segments that share their ids (segment ids
-        are per image), which its parsing then leaves out."""
+        """Check and count the image's own segments only (mmdet's index
+        hands over every image's segments that share their ids: segment ids
+        are per image; its parsing then leaves them out); a segment of no
+        pixel (``area <= 0``: not in the PNG) is dropped, as mmdet drops
+        it, and counted."""
         img_id = raw_data_info['raw_img_info']['img_id']
-        return super().parse_data_info(dict(raw_data_info, raw_ann_info=[
-            ann for ann in raw_data_info['raw_ann_info']
-            if ann['image_id'] == img_id]))
+        kept = []
+        for ann in raw_data_info['raw_ann_info']:
+            if ann['image_id'] != img_id:
+                continue
+            area = ann.get('area')
+            if isinstance(area, (int, float)) and area > 0:
+                kept.append(ann)
+            else:
+                self.report.dropped.setdefault(
+                    'area <= 0 (no pixel in the segment PNG)', []).append(
+                        (ann['id'], img_id))
+        return super().parse_data_info(dict(raw_data_info,
+                                            raw_ann_info=kept))

@@ -202,14 +202,14 @@ def segment_prefix_errors(metric: dict, key: str, reports) -> List[str]:
     are where its dataset reads them (PNGs of another split may have the
     same names: PQ would be computed against them), or at least a folder
     (the metric reads it after the whole inference)."""
-    seg = metric.get('seg_prefix')
-    r = next((r for r in reports if r.seg_dir and osp.abspath(r.ann_file)
-              == osp.abspath(metric['ann_file'])), None)
+    seg = None if metric.get('format_only') else metric.get('seg_prefix')
+    r = next((r for r in reports if r.seg_dir and osp.realpath(r.ann_file)
+              == osp.realpath(metric['ann_file'])), None)
     if seg and '://' not in seg and not osp.isdir(seg):
         return [f'{key}.seg_prefix: folder not found: {seg} (the ground-truth'
                 ' segment PNGs, read after the whole inference). Fix: the '
                 f"folder of the PNGs of {metric['ann_file']}."]
-    if seg and r and osp.abspath(seg) != osp.abspath(r.seg_dir):
+    if seg and r and osp.realpath(seg) != osp.realpath(r.seg_dir):
         return [f'{key}.seg_prefix is {seg}, but {r.key} reads the segment '
                 f'maps of {r.ann_file} from {r.seg_dir}: PQ would be computed'
                 ' against other PNGs (another split\'s have the same names). '

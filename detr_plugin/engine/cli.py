@@ -111,15 +111,25 @@ def check_hook_arguments(cfg: Config) -> None:
 
 def check_frozen_detector(cfg: Config) -> None:
     """A model with ``freeze_detector=True`` (a panoptic stage 2) loads its
-    detector: with neither ``load_from`` nor ``--resume`` it would stay at
-    its random initial weights. Else exit with one line saying so."""
-    if (cfg.get('model') or {}).get('freeze_detector') and not (
-            cfg.get('load_from') or cfg.get('resume')):
-        raise SystemExit(
-            'error: model.freeze_detector=True trains the mask head on a '
-            'frozen detector, but load_from is not set: the detector would '
-            'stay random. Fix: --cfg-options load_from=<the box model of '
-            'stage 1 (or a converted official panoptic checkpoint)>.')
+    detector: from ``load_from``, a checkpoint ``--resume`` finds (which
+    drops ``load_from``) or a ``Pretrained`` ``init_cfg``; without any it
+    would stay at its random initial weights. Else exit with one line."""
+    from .hooks.atomic_checkpoint import find_resumable_checkpoint
+    model = cfg.get('model') or {}
+    if not model.get('freeze_detector') or cfg.get('load_from') or \
+            model.get('init_cfg'):
+        return
+    work_dir = cfg.get('work_dir') or ''
+    if cfg.get('resume') and osp.isdir(work_dir) and \
+            find_resumable_checkpoint(work_dir):
+        return
+    raise SystemExit(
+        'error: model.freeze_detector=True trains the mask head on a frozen '
+        'detector, but load_from is not set' + (
+            f' (--resume drops it) and {work_dir} holds no checkpoint to '
+            'resume' if cfg.get('resume') else '') + ': the detector would '
+        'stay random. Fix: --cfg-options load_from=<the box model of stage 1 '
+        '(or a converted official panoptic checkpoint)>.')
 
 
 def adapt_to_device(cfg: Config) -> None:

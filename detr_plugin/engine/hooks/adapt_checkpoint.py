@@ -117,7 +117,7 @@ def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
             f'its classifier {key} is {theirs}, the model\'s {want}: '
             f'{theirs[0] - extra} classes in the checkpoint, {want[0] - extra}'
             ' in the config, so the predictions would be a random '
-            'classifier\'s. Fix: test with the config it was trained with, '
+            'classifier\'s. Fix: use the config it was trained with, '
             f'or set model.bbox_head.num_classes={theirs[0] - extra} and '
             'metainfo.classes to its classes. ')
     others = [m for m in mismatches if m not in head]
@@ -162,6 +162,8 @@ class AdaptCheckpointHook(Hook):
         self.classifier, self.on_mismatch = classifier, on_mismatch
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if getattr(runner, '_resume', False):
+            return  # a run continued: AtomicCheckpointHook refuses a misfit
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         # edited in place: the checkpoint's 'state_dict', or the checkpoint
