@@ -6,9 +6,10 @@ that is not in the file stops it with a bare ``KeyError`` of a category id
 while it loads, and classes in another order than the file's label every
 segment wrongly without a word. Here the file is read and checked once as a
 detection file is (each segment's box as an annotation's) and, beyond that,
-the classes must name every category, things first, as ``thing_classes`` and
-``stuff_classes`` say; the check before training also finds missing segment
-PNGs (:func:`.dataset_check.check_image_files`).
+the classes must name every category, things first (``thing_classes`` and
+``stuff_classes`` other than the file's ``isthing`` flags give a warning);
+the check before training also finds missing segment PNGs and a wrong
+``num_things`` (:func:`.dataset_check.check_panoptic_pipeline`).
 """
 from typing import List
 
