@@ -177,7 +177,7 @@ def test_panoptic_configs_pass_the_check(panoptic_set):
 
 @pytest.mark.parametrize('case', [
     'typo', 'order', 'unnamed', 'stuff_first', 'no_pngs', 'num_things',
-    'pipeline_num_things'])
+    'pipeline_num_things', 'no_seg_map'])
 def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                                                         tmp_path, case):
     """What mmdet's panoptic dataset stops on with a bare KeyError (a class
@@ -205,6 +205,8 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         cfg.model.num_things_classes = 2
     if case == 'pipeline_num_things':  # as COCO's 80 left in a base config
         cfg.train_dataloader.dataset.pipeline[2].num_things = 80
+    if case == 'no_seg_map':
+        cfg.train_dataloader.dataset.pipeline[1].with_seg = False
     expected = dict(
         typo=["'grund' missing", "'grund' -> 'ground'?", 'KeyError'],
         order=['not in the order', f'classes={SHAPES + STUFF}'],
@@ -216,7 +218,9 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                     'set model.num_things_classes=3.'],
         pipeline_num_things=[
             'train_dataloader.dataset.pipeline[2].num_things is 80 but',
-            '3 thing classes', 'num_things=3 there'])[case]
+            '3 thing classes', 'num_things=3 there'],
+        no_seg_map=['pipeline[2] (AddStuffInstances) reads the segment map',
+                    "KeyError: 'gt_seg_map'", 'with_seg=True'])[case]
     with pytest.raises(DatasetCheckError) as info:
         check_dataset_config(cfg, 'train')
     for fragment in expected:
