@@ -332,6 +332,7 @@ def test_a_fine_tuning_configs_hook_leaves_a_resume_to_the_refusal():
         runner, dict(state_dict=state_dict))
     assert state_dict['bbox_head.fc_cls.bias'].shape == (4, )  # not reset
     with pytest.raises(ValueError, match=r'--resume: the checkpoint r\.pth '
-                       r'does not fit .* is \(4, 32\), the model\'s \(2, 32\)'):
+                       r'does not fit .* is \(4, 32\), the model\'s '
+                       r'\(2, 32\)'):
         AtomicCheckpointHook(interval=1).after_load_checkpoint(
             runner, dict(state_dict=state_dict))

@@ -4,6 +4,6 @@ from .inferencer import (DETRInferencer, coco_results, image_ids,
                          list_images)
 
 __all__ = [
-    'AttentionMaps', 'attention_maps', 'DETRInferencer', 'coco_results', 'image_ids',
-    'list_images'
+    'AttentionMaps', 'attention_maps', 'DETRInferencer', 'coco_results',
+    'image_ids', 'list_images'
 ]

@@ -89,7 +89,8 @@ class DETRInferencer:
             CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         with warnings.catch_warnings(record=True) as caught:
             self.model = init_detector(  # it edits a Config it is given
-                copy.deepcopy(cfg), None, palette=palette, device=device)
+                copy.deepcopy(cfg) if cfg is config else cfg, None,
+                palette=palette, device=device)
         for w in caught:  # the checkpoint's classes replace COCO's (below)
             if loaded is None or 'checkpoint is None' not in str(w.message):
                 warnings.warn(w.message, w.category)

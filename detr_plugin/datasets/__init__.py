@@ -12,8 +12,9 @@ from .transforms import (CheckedLoadImageFromFile, CorruptImageError,
                          ImageSizeError)
 
 __all__ = [
-    'CheckedCocoDataset', 'CheckedCocoPanopticDataset', 'DatasetReport', 'DatasetCheckError', 'audit_split',
-    'check_dataset_config', 'FilterLogMixin', 'LoggingCocoDataset', 'SHAPES',
-    'STUFF', 'generate_panoptic_shapes_dataset', 'generate_shapes_dataset',
+    'CheckedCocoDataset', 'CheckedCocoPanopticDataset', 'DatasetReport',
+    'DatasetCheckError', 'audit_split', 'check_dataset_config',
+    'FilterLogMixin', 'LoggingCocoDataset', 'SHAPES', 'STUFF',
+    'generate_panoptic_shapes_dataset', 'generate_shapes_dataset',
     'CheckedLoadImageFromFile', 'CorruptImageError', 'ImageSizeError'
 ]

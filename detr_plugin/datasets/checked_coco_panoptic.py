@@ -30,8 +30,8 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
     FIELDS = PANOPTIC_FIELDS
 
     def annotation_records(self, data: dict) -> List[dict]:
-        """Each segment with its image's ``image_id`` (as mmdet's
-        ``COCOPanoptic`` indexes them)."""
+        """Each segment, given its image's ``image_id`` in place (as
+        mmdet's ``COCOPanoptic`` index does next: no copy per segment)."""
         bad = [ann['image_id'] for ann in data['annotations'] if not (
             isinstance(ann['segments_info'], list) and all(
                 isinstance(s, dict) and 'id' in s and 'category_id' in s
@@ -41,9 +41,12 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
                 f'{self.ann_file} is not COCO-panoptic-shaped: the '
                 f'segments_info of images {ids_text(bad)} is not a list of '
                 f'segments with "id" and "category_id".{TO_COCO}')
-        return [dict(segment, image_id=ann['image_id'])
-                for ann in data['annotations']
-                for segment in ann['segments_info']]
+        records = []
+        for ann in data['annotations']:
+            for segment in ann['segments_info']:
+                segment['image_id'] = ann['image_id']
+                records.append(segment)
+        return records
 
     def check_classes(self, categories: List[dict], key: str) -> None:
         """As a detection file's (:func:`match_classes`), and: every

@@ -166,25 +166,25 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
 
 def check_panoptic_pipeline(dataset: CheckedCocoDataset,
                             check_files: bool) -> None:
-    """In a panoptic dataset's pipeline, ``AddStuffInstances`` knows the
-    number of things and follows the loading of the segment map and, with
-    ``check_files``, each image has the segment
-    PNG ``LoadPanopticAnnotations`` reads (named as the image, ``.jpg`` ->
+    """In a panoptic dataset's pipeline, ``AddStuffInstances`` follows the
+    loading of the segment map and knows the number of things; with
+    ``check_files``, each image has the segment PNG
+    ``LoadPanopticAnnotations`` reads (named as the image, ``.jpg`` ->
     ``.png``, under ``data_prefix.seg``)."""
     report, key = dataset.report, dataset.report.key
     steps = dataset.pipeline.transforms
     for i, step in enumerate(steps):
-        if isinstance(step, AddStuffInstances) and not any(
-                isinstance(t, LoadPanopticAnnotations) and t.with_seg
-                for t in steps[:i]):
+        if not isinstance(step, AddStuffInstances):
+            continue
+        if not any(isinstance(t, LoadPanopticAnnotations) and t.with_seg
+                   for t in steps[:i]):
             report.errors.append(
                 f'{key}.pipeline[{i}] (AddStuffInstances) reads the segment '
                 'map, which no LoadPanopticAnnotations(with_seg=True) before '
                 "it loads: training would stop at its first batch (KeyError:"
                 " 'gt_seg_map'). Fix: LoadPanopticAnnotations with "
                 'with_seg=True (its default) before it.')
-        if isinstance(step, AddStuffInstances) and \
-                step.num_things != len(report.thing_classes):
+        if step.num_things != len(report.thing_classes):
             report.errors.append(
                 f'{key}.pipeline[{i}].num_things is {step.num_things} but '
                 f'the dataset has {len(report.thing_classes)} thing classes '

@@ -128,11 +128,11 @@ class AtomicCheckpointHook(CheckpointHook):
         """On ``--resume``, refuse a checkpoint that does not fit the model
         (the config changed since): mmengine would load it with a warning,
         then fail inside the optimizer at the first step."""
+        if not getattr(runner, '_resume', False):
+            return
         # here: adapt_checkpoint -> checkpoint_converters -> safe_checkpoint
         # imports this module
         from .adapt_checkpoint import fit_to_model
-        if not getattr(runner, '_resume', False):
-            return
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         path = getattr(runner, '_load_from', None) or \
