@@ -177,7 +177,7 @@ def test_panoptic_configs_pass_the_check(panoptic_set):
 
 @pytest.mark.parametrize('case', [
     'typo', 'order', 'unnamed', 'stuff_first', 'no_pngs', 'num_things',
-    'pipeline_num_things', 'no_seg_map'])
+    'num_things_unset', 'pipeline_num_things', 'no_seg_map'])
 def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                                                         tmp_path, case):
     """What mmdet's panoptic dataset stops on with a bare KeyError (a class
@@ -203,6 +203,8 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
         cfg.train_dataloader.dataset.data_prefix.seg = 'annotations/none/'
     if case == 'num_things':
         cfg.model.num_things_classes = 2
+    if case == 'num_things_unset':  # DETRPanoptic's default: all things
+        cfg.model.pop('num_things_classes')
     if case == 'pipeline_num_things':  # as COCO's 80 left in a base config
         cfg.train_dataloader.dataset.pipeline[2].num_things = 80
     if case == 'no_seg_map':
@@ -216,6 +218,9 @@ def test_panoptic_data_faults_are_named_before_training(panoptic_set,
                  'train_dataloader.dataset.data_prefix.seg'],
         num_things=['model.num_things_classes is 2 but', '3 thing classes',
                     'set model.num_things_classes=3.'],
+        num_things_unset=[
+            'model.num_things_classes is 6 (unset: bbox_head.num_classes, '
+            'every class a thing) but', 'set model.num_things_classes=3.'],
         pipeline_num_things=[
             'train_dataloader.dataset.pipeline[2].num_things is 80 but',
             '3 thing classes', 'num_things=3 there'],
@@ -240,3 +245,25 @@ def test_panoptic_metric_reads_the_datasets_segment_maps(panoptic_set, folder,
     with pytest.raises(DatasetCheckError, match=rf'val_evaluator\[0\]\.'
                        rf'seg_prefix.*{expected}'):
         check_dataset_config(cfg, 'val')
+
+
+def test_segments_of_unknown_categories_are_named_with_their_image(
+        panoptic_set, tmp_path):
+    """Segment ids repeat across images (each PNG numbers its own): the
+    warning names a segment with its image's id."""
+    root = str(tmp_path / 'data')
+    shutil.copytree(panoptic_set, root)
+    path = osp.join(root, 'annotations', 'panoptic_train.json')
+    with open(path) as f:
+        data = json.load(f)
+    ann = data['annotations'][1]
+    ann['segments_info'][0]['category_id'] = 99
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    (report, ) = check_dataset_config(demo_config(root), 'train')
+    segment = ann['segments_info'][0]['id']
+    assert report.warnings == [
+        f'1 annotations (ids {segment} in image {ann["image_id"]}) of {path} '
+        'name a category_id that is not in "categories" (99): they are '
+        'ignored. Fix: correct those ids or add the missing categories '
+        "(invalid_boxes='error' in train_dataloader.dataset stops on them)."]

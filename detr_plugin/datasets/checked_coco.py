@@ -208,7 +208,7 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             if not stray:
                 continue
             text = (f'{len(stray)} annotations (ids '
-                    f'{ids_text([ann["id"] for ann in stray])}) of '
+                    f'{ids_text(map(self.record_name, stray))}) of '
                     f'{self.ann_file} name a {ref} that is not in "{name}" '
                     f'({ids_text(sorted({a[ref] for a in stray}, key=str))}'
                     '): they are ignored. Fix: correct those ids or add '
@@ -227,6 +227,12 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         if not self.serialize_data:  # the check's; a serialized list is freed
             self._loaded = (key, data_list)
         return data_list
+
+    @staticmethod
+    def record_name(record: dict):
+        """How messages name an annotation of :meth:`annotation_records`.
+        """
+        return record['id']
 
     def check_classes(self, categories: List[dict], key: str) -> None:
         """The classes (config key ``key``: the ``metainfo``) are category

@@ -48,6 +48,12 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
                 records.append(segment)
         return records
 
+    @staticmethod
+    def record_name(record: dict) -> str:
+        """A segment by its id and its image's: segment ids repeat across
+        images."""
+        return f'{record["id"]} in image {record["image_id"]}'
+
     def check_classes(self, categories: List[dict], key: str) -> None:
         """As a detection file's (:func:`match_classes`), and: every
         category named (mmdet labels every segment), the thing categories

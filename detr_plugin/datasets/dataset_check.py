@@ -233,6 +233,11 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
     evaluator's own annotation file (when no dataset read it) is present,
     COCO-shaped and has the classes."""
     errors, model = [], cfg.get('model') or {}
+    things = model.get('num_things_classes')
+    unset = things is None and \
+        str(model.get('type', '')).endswith('DETRPanoptic')
+    if unset:  # its default: every class a thing
+        things = (model.get('bbox_head') or {}).get('num_classes')
     heads = [(f'{key}.num_classes', head.get('num_classes'), 'classes')
              for key, node in (('bbox_head', model.get('bbox_head')),
                                ('roi_head.bbox_head', (model.get(
@@ -240,14 +245,16 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
              for head in (node if isinstance(node, (list, tuple)) else [node])
              if isinstance(head, dict)]
     for key, n, field in heads + [
-            ('num_things_classes', model.get('num_things_classes'),
-             'thing_classes')]:
+            ('num_things_classes', things, 'thing_classes')]:
         r = next((r for r in reports if n is not None and getattr(r, field)
                   and len(getattr(r, field)) != n), None)
         if r:
             have = getattr(r, field)
             errors.append(
-                f'model.{key} is {n} but {r.key} has {len(have)} '
+                f'model.{key} is {n}' + (
+                    ' (unset: bbox_head.num_classes, every class a thing)'
+                    if unset and field == 'thing_classes' else '') +
+                f' but {r.key} has {len(have)} '
                 f'{field.replace("_", " ")} {have[:10]} (its metainfo.'
                 f'{field}): ' + (
                     'out-of-range labels, or classes never trained (AP 0)'
