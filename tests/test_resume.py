@@ -47,6 +47,15 @@ def runs(tmp_path_factory):
                 second_log=second.out)
 
 
+def assert_ends_with_error(proc, message: str) -> None:
+    """The tool failed with ``error: message...`` as its last line (exit
+    status 1), not a traceback."""
+    assert proc.returncode == 1, proc.out[-3000:]
+    last = proc.out.strip().splitlines()[-1]
+    assert last.startswith('error: ' + message), proc.out[-3000:]
+    assert 'Traceback' not in proc.out
+
+
 def assert_same_tensors(a, b, what):
     """Nested dicts / lists of tensors and numbers, bit for bit."""
     if isinstance(a, torch.Tensor):
@@ -184,13 +193,36 @@ def test_every_tool_names_a_bad_checkpoint(runs, tmp_path, kind, args):
     proc = run_tool([a.format(ckpt=ckpt) for a in args] + (
         [] if args[0] == 'infer.py' else ['--work-dir', str(tmp_path)]),
         runs['root'], check=False)
-    assert proc.returncode != 0
-    assert (f'refusing to load {ckpt} as a checkpoint: it pickles' if
-            kind == 'malicious' else f'cannot load {ckpt} as a checkpoint: '
-            'the file is truncated') in proc.out, proc.out[-3000:]
+    assert_ends_with_error(proc, f'refusing to load {ckpt} as a checkpoint: '
+                           'it pickles' if kind == 'malicious' else
+                           f'cannot load {ckpt} as a checkpoint: the file '
+                           'is truncated')
     assert 'weights_only' not in proc.out
     assert 'Iter(train)' not in proc.out
     assert not (tmp_path / 'code_ran').exists()
+
+
+@pytest.mark.parametrize('args,flag', [
+    (['train.py', TINY_CONFIG, '--resume', '{ckpt}'], '--resume'),
+    (['train.py', TINY_CONFIG, '--cfg-options', 'load_from={ckpt}'],
+     'load_from'),
+    (['test.py', TINY_CONFIG, '{ckpt}'], 'CHECKPOINT'),
+    (['infer.py', TINY_CONFIG, '{ckpt}', 'data/shapes/val/000001.jpg'],
+     'CHECKPOINT'),
+    (['convert_checkpoint.py', '--from', 'mmdet', '{ckpt}', 'out.pth'],
+     'SRC'),
+], ids=['resume', 'load_from', 'test', 'infer', 'convert'])
+def test_a_missing_checkpoint_stops_a_tool_before_it_builds(runs, tmp_path,
+                                                            args, flag):
+    """mmengine found it missing only when loading, after building the
+    runner and logging its config (test.py, train.py), with a traceback."""
+    ckpt = str(tmp_path / 'epoch_12.pth')
+    proc = run_tool([a.format(ckpt=ckpt) for a in args] + (
+        ['--work-dir', str(tmp_path)] if args[0] in ('train.py', 'test.py')
+        else []), runs['root'], check=False)
+    assert_ends_with_error(proc, f'{flag} {ckpt}: no such file. Fix: give '
+                           'the path of a .pth file')
+    assert 'Config:' not in proc.out  # the runner's log of the config
 
 
 def test_resume_in_an_empty_work_dir_says_it_starts_from_scratch(runs,
@@ -222,7 +254,9 @@ def test_a_checkpoint_of_another_class_count_is_refused(runs, tmp_path,
         'model.bbox_head.num_classes=1',
         f'{split}_dataloader.dataset.metainfo.classes=[circle]'],
         runs['root'], check=False)
-    assert proc.returncode != 0
+    assert_ends_with_error(
+        proc, ('--resume: ' if tool == 'resume' else '') +
+        f'the checkpoint {ckpt} does not fit the model of the config: ')
     assert f'the checkpoint {ckpt} does not fit the model of the config: ' \
         'its classifier bbox_head.fc_cls.weight is (4, 32), the model\'s ' \
         '(2, 32): 3 classes in the checkpoint, 1 in the config' in proc.out
@@ -250,7 +284,7 @@ def test_test_tool_refuses_a_checkpoint_without_some_layers(runs, tmp_path):
     torch.save(loaded, ckpt)
     proc = run_tool(['test.py', TINY_CONFIG, ckpt, '--work-dir',
                      str(tmp_path)], runs['root'], check=False)
-    assert proc.returncode != 0
+    assert_ends_with_error(proc, f'the checkpoint {ckpt} does not fit')
     assert f'the checkpoint {ckpt} does not fit the model of the config: it ' \
         f"lacks {len(dropped)} of the model's tensors (in decoder.layers: " \
         f'{len(dropped)}; e.g. {dropped[0]}), which would keep their random ' \

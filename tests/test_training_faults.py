@@ -27,8 +27,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers.configs import (add_eval_split, tiny_config, tiny_train_config,
-                             write_config)
+from helpers.configs import (CONFIG_DIR, add_eval_split, tiny_config,
+                             tiny_train_config, write_config)
 from helpers.data import (broken_copy, edit_annotations, set_image_size,
                           truncate_file, write_rotated_jpeg)
 from helpers.tools import load_checkpoint, run_tool, run_until_stalled
@@ -413,6 +413,13 @@ CONFIG_MISTAKES = {
     'value of the wrong type': ('optim_wrapper.optimizer.lr=abc', [
         'error: --cfg-options optim_wrapper.optimizer.lr=abc: expected a '
         "number, like the config's value 0.001"]),
+    # mmengine's TypeError named the class, not the key, after the log
+    'model argument': ('model.bbox_head.num_clases=3', [
+        'error: model.bbox_head.num_clases: DETRHead takes no argument '
+        "'num_clases' (did you mean num_classes?); remove or rename it."]),
+    'optimizer argument': ('optim_wrapper.optimizer.weight_decy=0.1', [
+        'error: optim_wrapper.optimizer.weight_decy: AdamW takes no '
+        "argument 'weight_decy' (did you mean weight_decay?)"]),
     'empty subset': ('train_dataloader.dataset.indices=0', [
         'train_dataloader.dataset.indices=0 keeps none of its images. Fix: '
         'indices=None for all']),
@@ -454,3 +461,25 @@ def test_hook_arguments_are_checked_against_each_hook_class():
         cli.check_hook_arguments(cfg)
     cfg.custom_hooks.pop()
     cli.check_hook_arguments(cfg)  # passes
+
+
+def test_an_argument_typo_inside_a_built_part_names_its_config_key():
+    """A class built by another class's code (DINO's CdnQueryGenerator from
+    ``dn_cfg``) is found by the name in the TypeError; a TypeError about an
+    argument that no config key gives (a bug, not a typo) propagates."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from detr_plugin.registry import MODELS
+    init_default_scope('detr_plugin')
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo', 'dino_r18_shapes.py'))
+    cfg.merge_from_dict({'model.dn_cfg.label_noise': 0.5})
+    with pytest.raises(SystemExit, match=(
+            r"^error: model\.dn_cfg\.label_noise: CdnQueryGenerator takes no "
+            r"argument 'label_noise' \(did you mean label_noise_scale\?\)")):
+        with cli.named_argument_errors(cfg):
+            MODELS.build(cfg.model)
+    with pytest.raises(TypeError, match='zzz'):
+        with cli.named_argument_errors(cfg):
+            raise TypeError(
+                "DINO.__init__() got an unexpected keyword argument 'zzz'")

@@ -27,6 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.checkpoint_converters import (  # noqa: E402
     MMDET_LAYOUTS, convert_checkpoint, num_classes_of)
+from detr_plugin.engine import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    cli.check_checkpoint_file(args.src, 'SRC')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     converted = convert_checkpoint(args.src, args.dst, args.source,
                                    args.num_classes, args.model)
@@ -61,4 +63,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

@@ -21,6 +21,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.apis import DETRInferencer  # noqa: E402
+from detr_plugin.engine import cli  # noqa: E402
 from detr_plugin.deploy import (  # noqa: E402
     compare_with_pytorch, export_onnx, has_fixed_input_size)
 
@@ -47,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None):
     """Export; returns the comparison report (None without onnxruntime)."""
     args = parse_args(argv)
+    cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     detector = DETRInferencer(args.config, args.checkpoint,
                               device='cpu').model
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
@@ -74,4 +76,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

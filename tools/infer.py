@@ -31,6 +31,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.apis import (DETRInferencer, coco_results,  # noqa: E402
                               image_ids, list_images)
+from detr_plugin.engine import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,6 +74,7 @@ def main(argv=None) -> str:
     """Run; returns the path of the results JSON."""
     from mmengine.utils import track_iter_progress
     args = parse_args(argv)
+    cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     images = list_images(args.input)
     inferencer = DETRInferencer(args.config, args.checkpoint,
                                 device=args.device)
@@ -116,4 +118,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

@@ -55,14 +55,17 @@ def main(argv=None):
     cli.refuse_misfit_checkpoints(cfg)  # e.g. another class count
     cli.init_process_group(cfg)  # the check runs on rank 0
     check_dataset_config(cfg, 'test', hand_off=True)  # before the model
+    cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    runner = cli.build_runner(cfg)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
-    return runner.test()
+    with cli.named_argument_errors(cfg):  # e.g. a typo in model.*
+        runner = cli.build_runner(cfg)
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
+        return runner.test()
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

@@ -44,6 +44,8 @@ def main(argv=None):
     if args.auto_scale_lr:
         cli.enable_auto_scale_lr(cfg)
     cli.set_resume(cfg, args.resume)
+    cli.check_checkpoint_file(cfg.get('load_from'),
+                              '--resume' if args.resume else 'load_from')
     cli.check_frozen_detector(cfg)
     # classes, num_classes, annotation files and image files, before the
     # model is built: one DatasetCheckError naming key, file, ids and fix.
@@ -53,9 +55,10 @@ def main(argv=None):
     check_dataset_config(cfg, 'train', hand_off=True)
     if cfg.get('val_cfg') and cfg.get('val_dataloader'):
         check_dataset_config(cfg, 'val', hand_off=True)
-    runner = cli.build_runner(cfg)
-    runner.train()
+    with cli.named_argument_errors(cfg):  # e.g. a typo in model.*
+        cli.build_runner(cfg).train()
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from detr_plugin.apis import (AttentionMaps, DETRInferencer,  # noqa: E402
                               attention_maps)
+from detr_plugin.engine import cli  # noqa: E402
 
 POINT_COLOURS = ('red', 'lime', 'cyan', 'yellow', 'magenta', 'orange')
 
@@ -90,6 +91,7 @@ def plot(maps: AttentionMaps, classes, out_file: str) -> None:
 
 def main(argv=None) -> AttentionMaps:
     args = parse_args(argv)
+    cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     inferencer = DETRInferencer(args.config, args.checkpoint,
                                 device=args.device)
     maps = attention_maps(inferencer, args.image, topk=args.topk,
@@ -101,4 +103,5 @@ def main(argv=None) -> AttentionMaps:
 
 
 if __name__ == '__main__':
-    main()
+    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+        main()

@@ -8,15 +8,47 @@ import argparse
 import logging
 import os
 import os.path as osp
+import re
+from contextlib import contextmanager
 from difflib import get_close_matches
 from inspect import signature
-from typing import Optional
+from typing import Optional, Set, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from . import cpu_autocast
+from .hooks.adapt_checkpoint import CheckpointMisfitError
+from .safe_checkpoint import CheckpointReadError, UnsafeCheckpointError
+
+# Checkpoint faults whose message names the file, the problem and the fix
+CHECKPOINT_FAULTS = (CheckpointMisfitError, CheckpointReadError,
+                     UnsafeCheckpointError)
+
+
+@contextmanager
+def one_line_errors(faults=CHECKPOINT_FAULTS):
+    """End a tool's run with ``error: <message>`` (exit status 1) for
+    ``faults``, instead of a traceback through mmengine's runner after its
+    long log (the message is the last line)."""
+    try:
+        yield
+    except faults as e:
+        raise SystemExit(f'error: {e.args[0] if e.args else e}') from None
+
+
+def check_checkpoint_file(path: Optional[str], what: str) -> None:
+    """The checkpoint ``path`` that ``what`` (a flag or config key) names
+    is a file, when local (a URL is left to mmengine's loaders); else exit
+    with one line, before the runner is built."""
+    if not path or '://' in path or osp.isfile(osp.expanduser(path)):
+        return
+    raise SystemExit(f'error: {what} {path}: ' + (
+        'is a folder, not a checkpoint file' if osp.isdir(path) else
+        'no such file') + '. Fix: give the path of a .pth file (e.g. '
+        'work_dirs/<config name>/epoch_*.pth, or one converted by '
+        'tools/convert_checkpoint.py).')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -93,20 +125,74 @@ def check_hook_arguments(cfg: Config) -> None:
             cls = HOOKS.get(kind) if isinstance(kind, str) else kind
             if not isinstance(cls, type):
                 continue  # none, built, or unknown: the runner names it
-            params = [p for c in cls.__mro__[:-1]  # not object's
-                      if '__init__' in vars(c)
-                      for p in signature(c.__init__).parameters.values()]
-            if not issubclass(cls, CheckpointHook) and \
-                    any(p.kind is p.VAR_KEYWORD for p in params):
+            names, open_ended = init_arguments(cls)
+            if open_ended and not issubclass(cls, CheckpointHook):
                 continue  # e.g. EMAHook: the rest is the model's
-            names = {p.name for p in params if p.kind in (
-                p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}
             for arg in sorted(set(hook) - names - {'type'}):
-                close = get_close_matches(arg, names, 1)
-                raise SystemExit(
-                    f'error: {key}.{arg}: {cls.__name__} takes no argument '
-                    f'{arg!r}' + (f' (did you mean {close[0]}?)' if close
-                                  else '') + '; remove or rename it.')
+                raise SystemExit(unknown_argument(f'{key}.{arg}', cls, arg))
+
+
+def init_arguments(cls: type) -> Tuple[Set[str], bool]:
+    """The keyword arguments ``cls.__init__`` and its bases' take, and
+    whether one of them takes ``**kwargs`` too."""
+    params = [p for c in cls.__mro__[:-1]  # not object's
+              if '__init__' in vars(c)
+              for p in signature(c.__init__).parameters.values()]
+    return {p.name for p in params if p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}, \
+        any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def unknown_argument(key: str, cls: type, arg: str) -> str:
+    """One line: config ``key`` gives ``cls`` the argument ``arg`` it does
+    not take; the closest one it takes."""
+    close = get_close_matches(arg, init_arguments(cls)[0], 1)
+    return (f'error: {key}: {cls.__name__} takes no argument {arg!r}' + (
+        f' (did you mean {close[0]}?)' if close else '') +
+        '; remove or rename it.')
+
+
+@contextmanager
+def named_argument_errors(cfg: Config):
+    """End the run with one line naming the config key of an argument
+    that a class does not take: Python's ``TypeError`` (through
+    mmengine's builders, when the runner builds the model, the optimizer,
+    the datasets) names only the class. Other errors propagate."""
+    try:
+        yield
+    except TypeError as e:
+        found = re.findall(r"(\w+)\.__init__\(\) got an unexpected keyword "
+                           r"argument '(\w+)'", str(e))
+        keys = [key for key in _config_keys(cfg.to_dict())
+                if found and key.rsplit('.', 1)[-1] == found[-1][1]]
+        cls = keys and _loaded_class(found[-1][0])
+        if not cls:
+            raise
+        raise SystemExit(unknown_argument(' / '.join(keys), cls,
+                                          found[-1][1])) from None
+
+
+def _config_keys(node, prefix: str = ''):
+    """Every key path of a config's nested dicts and lists."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, (list, tuple)) else ()
+    for name, value in items:
+        key = f'{prefix}.{name}' if prefix else str(name)
+        yield key
+        yield from _config_keys(value, key)
+
+
+def _loaded_class(name: str) -> Optional[type]:
+    """The loaded class of that name (a ``TypeError`` names a class, not
+    its module; not every class is in a registry)."""
+    stack, seen = [object], set()
+    while stack:
+        cls = stack.pop()
+        if cls.__name__ == name:
+            return cls
+        stack.extend(c for c in type.__subclasses__(cls) if c not in seen)
+        seen.update(stack)
+    return None
 
 
 def check_frozen_detector(cfg: Config) -> None:

@@ -27,6 +27,15 @@ from .hooks.atomic_checkpoint import is_complete_checkpoint
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A file that pickles a global off the allow-list (it could run code).
+    """
+
+
+class CheckpointReadError(OSError):
+    """A file that is truncated or not a PyTorch checkpoint."""
+
 # HistoryBuffer's default statistics, pickled with its state
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
@@ -72,9 +81,10 @@ def safe_load(path: str, what: str = 'a checkpoint',
     ``allowed`` globals (None: the process-wide allow-list).
 
     Raises:
-        pickle.UnpicklingError: naming the file and the refused global, when
+        UnsafeCheckpointError: naming the file and the refused global, when
             the file pickles anything else (it could run code on loading).
-        OSError: naming the file, when it is truncated or not a checkpoint.
+        CheckpointReadError: naming the file, when it is truncated or not a
+            checkpoint.
     """
     # Exactly `allowed`, and the process-wide allow-list restored
     # afterwards: torch's `safe_globals` context manager would remove on
@@ -93,7 +103,7 @@ def safe_load(path: str, what: str = 'a checkpoint',
             "mmengine's types, detr_plugin.engine.safe_checkpoint"
         said = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(\n\n|$)',
                          str(error), re.S)
-        raise pickle.UnpicklingError(
+        raise UnsafeCheckpointError(
             f'refusing to load {path} as {what}: ' + (
                 f'it pickles {found.group(1)}, which is not on the '
                 f'allow-list ({names}); unpickling it could run arbitrary '
@@ -106,7 +116,7 @@ def safe_load(path: str, what: str = 'a checkpoint',
         if is_complete_checkpoint(path):
             raise  # another problem than the file (e.g. map_location)
         said = str(error).split('. ')[0]
-        raise OSError(
+        raise CheckpointReadError(
             f'cannot load {path} as {what}: the file is truncated or not a '
             f'PyTorch checkpoint ({type(error).__name__}'
             f'{": " + said if said else ""}). Fix: copy it again, or use '

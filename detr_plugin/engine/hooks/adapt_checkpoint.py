@@ -29,6 +29,11 @@ from ...registry import HOOKS
 CLASSIFIER = re.compile(r'bbox_head\.(fc_cls|cls_branches\.\d+)\.')
 
 
+class CheckpointMisfitError(ValueError):
+    """A checkpoint whose tensors do not fit the model of the config (the
+    message names the file, the tensors and the fix)."""
+
+
 def shape_mismatches(state_dict: Dict[str, Tensor], ours: Dict[str, Tensor]
                      ) -> List[Tuple[str, tuple, tuple]]:
     """``(key, checkpoint shape, model shape)`` of each tensor of the model's
@@ -54,7 +59,7 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     the keys of ``model``: without a DDP module's ``module.`` prefix
     (mmengine drops it too, after the hook) and, when it lacks some of them,
     renamed (logged) from mmdet's layout of the DETR variant its keys show
-    if that leaves fewer missing. Raise ``ValueError``
+    if that leaves fewer missing. Raise :class:`CheckpointMisfitError`
     (:func:`misfit_message`) for tensors of other shapes or missing: all of
     them with ``refuse_misfit``, else the frozen parameters'; return the
     :func:`shape_mismatches`."""
@@ -82,11 +87,11 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     if refused or missing:
         theirs, built = (_variant_of(d) for d in (state_dict, ours))
         if None not in (theirs, built) and theirs != built:
-            raise ValueError(
+            raise CheckpointMisfitError(
                 f'the checkpoint {path} holds a {theirs} model (its keys show'
                 f' it), the config builds a {built}: use the config it was '
                 'trained with (configs/README.md lists one per variant).')
-        raise ValueError(misfit_message(path, refused, getattr(
+        raise CheckpointMisfitError(misfit_message(path, refused, getattr(
             getattr(model, 'bbox_head', None), 'num_classes', None),
             missing) + ('' if frozen is None else ' Those tensors are frozen '
                         '(requires_grad=False, e.g. by freeze_detector=True)'

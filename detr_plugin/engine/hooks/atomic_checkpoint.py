@@ -132,7 +132,7 @@ class AtomicCheckpointHook(CheckpointHook):
             return
         # here: adapt_checkpoint -> checkpoint_converters -> safe_checkpoint
         # imports this module
-        from .adapt_checkpoint import fit_to_model
+        from .adapt_checkpoint import CheckpointMisfitError, fit_to_model
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         path = getattr(runner, '_load_from', None) or \
@@ -140,8 +140,8 @@ class AtomicCheckpointHook(CheckpointHook):
         try:
             fit_to_model(checkpoint.get('state_dict', checkpoint), model,
                          path, refuse_misfit=True)
-        except ValueError as e:
-            raise ValueError(f'--resume: {e} (--resume continues the run '
+        except CheckpointMisfitError as e:
+            raise CheckpointMisfitError(f'--resume: {e} (--resume continues the run '
                              'the checkpoint is of: use its config, or start '
                              'a new run from it with load_from)') from None
 
