@@ -3,7 +3,7 @@ curves, one subplot per key."""
 import json
 
 import pytest
-from helpers.tools import load_tool
+from helpers.tools import load_tool, run_tool
 
 plot_logs = load_tool('plot_logs')
 
@@ -82,3 +82,29 @@ def test_unknown_key_and_missing_logs_are_explained(work_dirs, tmp_path):
                         str(tmp_path / 'x.png')])
     with pytest.raises(FileNotFoundError, match='vis_data'):
         plot_logs.main([str(tmp_path), '--keys', 'loss'])
+
+
+def test_the_tool_ends_with_the_message_not_a_traceback(work_dirs,
+                                                       tmp_path):
+    """Run as a script, each mistake is one ``error:`` line (exit 1): an
+    unknown key, a legend of another length, a folder without logs, a file
+    that is not mmengine's scalars.json (named, where json's error names
+    only a line and column)."""
+    run_a, run_b = work_dirs
+    not_json = tmp_path / 'notes.json'
+    not_json.write_text('{"step": 1}\nloss=3\n')
+    (tmp_path / 'empty').mkdir()
+    cases = [
+        ([run_a, '--keys', 'loss_giou'], "error: no run logged ['loss_giou']"),
+        ([run_a, run_b, '--legend', 'a'], 'error: 1 legend names for 2 runs'),
+        ([str(tmp_path / 'empty')], 'error: no vis_data/scalars.json under '
+         f"'{tmp_path / 'empty'}'"),
+        ([str(not_json)], f"error: {not_json}: not mmengine's scalars.json "
+         '(a JSON dict per line): Expecting value: line 1 column 1'),
+    ]
+    for args, message in cases:
+        proc = run_tool(['plot_logs.py', *args, '--out',
+                         str(tmp_path / 'x.png')], str(tmp_path), check=False)
+        assert proc.returncode == 1, proc.out
+        assert proc.out.strip().splitlines()[-1].startswith(message), proc.out
+        assert 'Traceback' not in proc.out

@@ -46,7 +46,11 @@ def load_records(path: str) -> List[dict]:
     merged: List[dict] = []
     for file in scalar_files(path):
         with open(file) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+            try:
+                records = [json.loads(line) for line in f if line.strip()]
+            except json.JSONDecodeError as e:
+                raise ValueError(f'{file}: not mmengine\'s scalars.json (a '
+                                 f'JSON dict per line): {e}') from None
         for kind in (True, False):
             steps = [r['step'] for r in records if _is_train(r) == kind]
             if steps:
@@ -209,4 +213,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as e:  # ours, named
+        raise SystemExit(f'error: {e.args[0]}') from None
