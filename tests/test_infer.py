@@ -292,3 +292,15 @@ def test_a_checkpoint_of_another_variant_is_named(detector_files):
                        r'show it\), the config builds a conditional_detr'):
         DETRInferencer(osp.join(REPO_CONFIG_DIR, 'demo',
                                 'conditional-detr_r18_shapes.py'), checkpoint)
+
+
+def test_init_detectors_warnings_keep_where_they_were_raised(detector_files):
+    """Re-emitted after init_detector, its warnings name mmdet's line (they
+    named the inferencer's)."""
+    import mmdet.apis.inference
+    config, _, _ = detector_files
+    with pytest.warns(UserWarning, match='checkpoint is None') as caught:
+        DETRInferencer(config)
+    (origin, ) = {w.filename for w in caught
+                  if 'checkpoint is None' in str(w.message)}
+    assert origin == mmdet.apis.inference.__file__

@@ -93,7 +93,8 @@ class DETRInferencer:
                 palette=palette, device=device)
         for w in caught:  # the checkpoint's classes replace COCO's (below)
             if loaded is None or 'checkpoint is None' not in str(w.message):
-                warnings.warn(w.message, w.category)
+                warnings.warn_explicit(w.message, w.category, w.filename,
+                                       w.lineno)  # where init_detector warned
         self.cfg = self.model.cfg
         if loaded is not None:
             self.fit_checkpoint(checkpoint, loaded, palette)
