@@ -104,17 +104,22 @@ _VARIANT_KEYS = (
 )
 
 
-def model_variant(state_dict: Dict[str, Tensor]) -> str:
-    """Which DETR variant a state dict (mmdet's layout or ours) holds.
+def model_variant(state_dict: Dict[str, Tensor],
+                  strict: bool = True) -> Optional[str]:
+    """Which DETR variant a state dict (mmdet's layout or ours) holds
+    (``None`` for none, unless ``strict``).
 
     Raises:
-        KeyError: none of the known variants' keys is there.
+        KeyError: with ``strict``, when none of the known variants' keys is
+            there.
     """
     keys = {k[len('module.'):] if k.startswith('module.') else k
             for k in state_dict}
     for variant, key in _VARIANT_KEYS:
         if key in keys:
             return variant
+    if not strict:
+        return None
     raise KeyError(
         f'not a checkpoint of a known DETR variant ({", ".join(MMDET_LAYOUTS)}'
         f'): none of {[key for _, key in _VARIANT_KEYS]} is among its '
@@ -363,12 +368,8 @@ def convert_checkpoint(src: str, dst: str, source: str,
             raise KeyError(f'{src} holds a {type(checkpoint).__name__}, not '
                            f'a checkpoint dict')
         source_dict = checkpoint.get('state_dict', checkpoint)
-        try:
-            found = model_variant(source_dict)
-        except KeyError:
-            if variant is None:
-                raise
-            found = variant  # keys of no known variant: as the user says
+        # keys of no known variant: as the user says
+        found = model_variant(source_dict, strict=variant is None) or variant
         if variant not in (None, found):
             raise ValueError(f"{src} holds mmdet's {found}, not {variant} "
                              f'(its keys show it): convert it with --model '

@@ -58,7 +58,6 @@ def _init_quietly(model: nn.Module) -> nn.Module:
 
 def build_plugin_model(cfg_or_path) -> nn.Module:
     """Build (and initialise) a model of this package in its scope."""
-    import detr_plugin  # noqa: F401  (registers the modules)
     from detr_plugin.registry import MODELS
     cfg = load_config(cfg_or_path) if isinstance(cfg_or_path, str) \
         else cfg_or_path
@@ -70,8 +69,6 @@ def build_plugin_model(cfg_or_path) -> nn.Module:
 def build_mmdet_model(path: str) -> nn.Module:
     """Build (and initialise) mmdet's own model from one of its configs."""
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(load_config(path).model)
     return _init_quietly(model)

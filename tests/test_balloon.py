@@ -9,7 +9,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 import torch
 from helpers.configs import (CONFIG_DIR, DETR_R50, REPO_ROOT, data_overrides,
                              tiny_config)

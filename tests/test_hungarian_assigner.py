@@ -3,7 +3,6 @@ per-image scipy solutions, and mmdet's assigner's solutions."""
 import warnings
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from mmdet.models.task_modules.assigners import \

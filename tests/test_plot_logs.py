@@ -84,8 +84,7 @@ def test_unknown_key_and_missing_logs_are_explained(work_dirs, tmp_path):
         plot_logs.main([str(tmp_path), '--keys', 'loss'])
 
 
-def test_the_tool_ends_with_the_message_not_a_traceback(work_dirs,
-                                                       tmp_path):
+def test_the_tool_ends_with_the_message_not_a_traceback(work_dirs, tmp_path):
     """Run as a script, each mistake is one ``error:`` line (exit 1): an
     unknown key, a legend of another length, a folder without logs, a file
     that is not mmengine's scalars.json (named, where json's error names

@@ -344,7 +344,6 @@ def test_missing_tensors_are_counted_by_module():
         'config it was trained with.')
 
 
-
 def test_a_fine_tuning_configs_hook_leaves_a_resume_to_the_refusal():
     """A config with AdaptCheckpointHook (the balloon fine-tuning one) reset
     the misfit classifier of a resumed checkpoint to the model's own, so

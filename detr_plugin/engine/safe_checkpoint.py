@@ -36,6 +36,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 class CheckpointReadError(OSError):
     """A file that is truncated or not a PyTorch checkpoint."""
 
+
 # HistoryBuffer's default statistics, pickled with its state
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 

@@ -67,7 +67,7 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     for key in [k for k in state_dict if k.startswith('module.')]:
         state_dict[key[len('module.'):]] = state_dict.pop(key)
     missing = missing_tensors(state_dict, ours)
-    variant = _variant_of(state_dict) if missing else None
+    variant = model_variant(state_dict, strict=False) if missing else None
     try:
         renamed = variant and mmdet_to_plugin(state_dict, variant)
     except KeyError:  # clashing names
@@ -85,7 +85,8 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     refused = [m for m in mismatches if frozen is None or m[0] in frozen]
     missing = [key for key in missing if frozen is None or key in frozen]
     if refused or missing:
-        theirs, built = (_variant_of(d) for d in (state_dict, ours))
+        theirs, built = (model_variant(d, strict=False)
+                         for d in (state_dict, ours))
         if None not in (theirs, built) and theirs != built:
             raise CheckpointMisfitError(
                 f'the checkpoint {path} holds a {theirs} model (its keys show'
@@ -97,14 +98,6 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
                         '(requires_grad=False, e.g. by freeze_detector=True)'
                         ': training would never change them.'))
     return mismatches
-
-
-def _variant_of(state_dict: Dict[str, Tensor]) -> Optional[str]:
-    """:func:`model_variant`, or ``None`` for keys of no known variant."""
-    try:
-        return model_variant(state_dict)
-    except KeyError:
-        return None
 
 
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],

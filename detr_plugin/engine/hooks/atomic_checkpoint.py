@@ -141,9 +141,10 @@ class AtomicCheckpointHook(CheckpointHook):
             fit_to_model(checkpoint.get('state_dict', checkpoint), model,
                          path, refuse_misfit=True)
         except CheckpointMisfitError as e:
-            raise CheckpointMisfitError(f'--resume: {e} (--resume continues the run '
-                             'the checkpoint is of: use its config, or start '
-                             'a new run from it with load_from)') from None
+            raise CheckpointMisfitError(
+                f'--resume: {e} (--resume continues the run the checkpoint '
+                'is of: use its config, or start a new run from it with '
+                'load_from)') from None
 
     def _repair(self, work_dir: str) -> None:
         # self.out_dir is made final in before_train, after the resume
