@@ -508,3 +508,35 @@ def test_other_layouts_and_storage_are_skipped(shapes, tmp_path, dataset):
     cfg.train_dataloader.dataset.update(dataset)
     (report, ) = check_dataset_config(cfg, 'train')
     assert report.skipped and report.errors == []
+
+
+def test_the_runners_dataset_takes_the_checked_annotations_over(shapes,
+                                                                tmp_path):
+    """Issue 10, item 2: the check and the runner's dataset read the
+    annotation file once between them, and the dataset holds what a dataset
+    reading the file itself holds; the hand-off is taken once, and not by a
+    dataset with other arguments or after the file changed."""
+    from detr_plugin.datasets import checked_coco
+    root = broken_copy(shapes, str(tmp_path / 'shapes'))
+    cfg = config_for(root)
+    dataset_cfg = cfg.train_dataloader.dataset
+
+    def build(**changes):
+        with DefaultScope.overwrite_default_scope('detr_plugin'):
+            dataset = DATASETS.build(dict(dataset_cfg, **changes))
+        return [dataset.get_data_info(i) for i in range(len(dataset))]
+
+    with mock.patch.object(checked_coco, 'load_coco_json',
+                           wraps=checked_coco.load_coco_json) as reads:
+        check_dataset_config(cfg, 'train', hand_off=True)
+        taken = build()
+        assert reads.call_count == 1
+        assert build() == taken and reads.call_count == 2  # taken once
+        check_dataset_config(cfg, 'train', hand_off=True)
+        build(filter_cfg=dict(filter_empty_gt=True))  # other arguments
+        assert reads.call_count == 4
+        edit_annotations(root, lambda data: data['annotations'].pop())
+        changed = build()  # the file changed after the check
+        assert reads.call_count == 5
+    assert len(taken) == 6 and sum(len(d['instances']) for d in taken) == \
+        sum(len(d['instances']) for d in changed) + 1
