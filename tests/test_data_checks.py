@@ -540,3 +540,24 @@ def test_the_runners_dataset_takes_the_checked_annotations_over(shapes,
         assert reads.call_count == 5
     assert len(taken) == 6 and sum(len(d['instances']) for d in taken) == \
         sum(len(d['instances']) for d in changed) + 1
+
+
+def test_logging_coco_dataset_logs_what_its_filter_removed(shapes, tmp_path):
+    """mmdet's CocoDataset with the filter's log line (docs/training.md):
+    two images emptied of boxes, one smaller than min_size."""
+    from detr_plugin.datasets import LoggingCocoDataset
+    root = broken_copy(shapes, str(tmp_path / 'shapes'))
+    edit_annotations(root, lambda data: data.update(annotations=[
+        a for a in data['annotations'] if a['image_id'] not in (1, 2)]))
+    edit_annotations(root, lambda data: set_image_size(data, 3, 20, 64))
+    with DefaultScope.overwrite_default_scope('detr_plugin'):
+        dataset = LoggingCocoDataset(
+            data_root=root + '/', ann_file='annotations/instances_train.json',
+            data_prefix=dict(img='train/'),
+            metainfo=dict(classes=SHAPES_CLASSES),
+            filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=[])
+    assert len(dataset) == 3
+    assert dataset.filter_log == (
+        f'LoggingCocoDataset ({ann_path(root)}): kept 3 of 6 images; '
+        'filtered out 2 without boxes of the used classes '
+        '(filter_empty_gt=True) and 1 smaller than min_size=32 px')
