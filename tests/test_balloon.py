@@ -70,7 +70,10 @@ def test_balloon_config_is_the_coco_config_with_other_data():
     cfg = Config.fromfile(BALLOON_CONFIG)
     coco = Config.fromfile(DETR_R50)
     assert cfg.model.bbox_head.num_classes == 1
+    # load_from holds the whole model: no ImageNet backbone first
+    assert cfg.model.backbone.init_cfg is None
     cfg.model.bbox_head.num_classes = 80
+    cfg.model.backbone.init_cfg = coco.model.backbone.init_cfg
     assert cfg.model == coco.model
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[loader].dataset.metainfo.classes == ('balloon', )

@@ -483,3 +483,28 @@ def test_an_argument_typo_inside_a_built_part_names_its_config_key():
         with cli.named_argument_errors(cfg):
             raise TypeError(
                 "DINO.__init__() got an unexpected keyword argument 'zzz'")
+
+
+def test_a_torchvision_backbone_without_torchvision_is_named_before_training():
+    """mmdet's R50 recipes initialise the backbone from torchvision://;
+    without torchvision mmengine failed at the start of training, after the
+    runner's log (the balloon config, whose load_from holds the whole model,
+    no longer asks for it)."""
+    import sys
+    from unittest import mock
+
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'))
+    with mock.patch.dict(sys.modules, {'torchvision': None}):
+        with pytest.raises(SystemExit, match=(
+                r'^error: model\.backbone\.init_cfg loads torchvision://'
+                r'resnet50 through torchvision, which does not import here '
+                r'\(ModuleNotFoundError: .*\)\. Fix: install the torchvision '
+                r'release of your torch, or, when load_from holds the whole '
+                r'model \(fine-tuning\), --cfg-options model\.backbone\.'
+                r'init_cfg=None')):
+            cli.check_pretrained_sources(cfg)
+        cfg.model.backbone.init_cfg = None
+        cli.check_pretrained_sources(cfg)  # passes
+        cli.check_pretrained_sources(Config.fromfile(osp.join(
+            CONFIG_DIR, 'balloon', 'detr_r50_8xb2-50e_balloon.py')))

@@ -47,6 +47,7 @@ def main(argv=None):
     cli.check_checkpoint_file(cfg.get('load_from'),
                               '--resume' if args.resume else 'load_from')
     cli.check_frozen_detector(cfg)
+    cli.check_pretrained_sources(cfg)
     # classes, num_classes, annotation files and image files, before the
     # model is built: one DatasetCheckError naming key, file, ids and fix.
     # On rank 0, the others get the verdict; the runner's datasets take the

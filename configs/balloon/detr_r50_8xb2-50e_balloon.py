@@ -12,7 +12,9 @@ data_root = 'data/balloon/'
 # labels 0..K-1.
 metainfo = dict(classes=('balloon', ), palette=[(220, 20, 60)])
 
-model = dict(bbox_head=dict(num_classes=1))
+# load_from (below) holds the whole model: no ImageNet backbone first (the
+# base's torchvision://resnet50, which needs torchvision and a download)
+model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=1))
 
 train_dataloader = dict(
     dataset=dict(

@@ -163,7 +163,7 @@ def named_argument_errors(cfg: Config):
     except TypeError as e:
         found = re.findall(r"(\w+)\.__init__\(\) got an unexpected keyword "
                            r"argument '(\w+)'", str(e))
-        keys = [key for key in _config_keys(cfg.to_dict())
+        keys = [key for key, _ in _config_items(cfg.to_dict())
                 if found and key.rsplit('.', 1)[-1] == found[-1][1]]
         cls = keys and _loaded_class(found[-1][0])
         if not cls:
@@ -172,14 +172,15 @@ def named_argument_errors(cfg: Config):
                                           found[-1][1])) from None
 
 
-def _config_keys(node, prefix: str = ''):
-    """Every key path of a config's nested dicts and lists."""
+def _config_items(node, prefix: str = ''):
+    """``(key path, value)`` of every entry of a config's nested dicts and
+    lists."""
     items = node.items() if isinstance(node, dict) else enumerate(node) \
         if isinstance(node, (list, tuple)) else ()
     for name, value in items:
         key = f'{prefix}.{name}' if prefix else str(name)
-        yield key
-        yield from _config_keys(value, key)
+        yield key, value
+        yield from _config_items(value, key)
 
 
 def _loaded_class(name: str) -> Optional[type]:
@@ -193,6 +194,29 @@ def _loaded_class(name: str) -> Optional[type]:
         stack.extend(c for c in type.__subclasses__(cls) if c not in seen)
         seen.update(stack)
     return None
+
+
+def check_pretrained_sources(cfg: Config) -> None:
+    """A ``Pretrained`` ``init_cfg`` of the model from ``torchvision://``
+    (mmdet's R50 recipes: ``torchvision://resnet50``) needs torchvision,
+    which mmengine imports only when training starts, after the runner has
+    logged its config; else exit with one line naming the key."""
+    found = [(key, value) for key, value in _config_items(cfg.get('model'),
+                                                           'model')
+             if key.endswith('init_cfg.checkpoint') and
+             str(value).startswith('torchvision://')]
+    if not found:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:  # missing, or built for another torch
+        key = found[0][0][:-len('.checkpoint')]
+        raise SystemExit(
+            f'error: {key} loads {found[0][1]} through torchvision, which '
+            f'does not import here ({type(e).__name__}: {e}). Fix: install '
+            'the torchvision release of your torch, or, when load_from '
+            f'holds the whole model (fine-tuning), --cfg-options {key}=None:'
+            ' load_from replaces those weights anyway.') from None
 
 
 def check_frozen_detector(cfg: Config) -> None:
