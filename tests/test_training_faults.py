@@ -508,3 +508,54 @@ def test_a_torchvision_backbone_without_torchvision_is_named_before_training():
         cli.check_pretrained_sources(cfg)  # passes
         cli.check_pretrained_sources(Config.fromfile(osp.join(
             CONFIG_DIR, 'balloon', 'detr_r50_8xb2-50e_balloon.py')))
+
+
+def cli_args(config, **changes):
+    """What tools/train.py's parser gives ``cli.load_config``."""
+    return SimpleNamespace(**dict(dict(
+        config=config, launcher='none', cfg_options=None, work_dir=None,
+        local_rank=0), **changes))
+
+
+def test_command_line_slips_are_one_line_before_anything_runs(tmp_path,
+                                                              monkeypatch):
+    """Each was a traceback: a config name typo (FileNotFoundError), a
+    work dir that is a file (FileExistsError after the runner's start),
+    --launcher pytorch without torchrun (KeyError: 'RANK'),
+    --auto-scale-lr without auto_scale_lr, an empty --resume (an unset
+    variable: mmengine's 'checkpoint file not found: ')."""
+    from mmengine.config import Config
+    demo = osp.join(CONFIG_DIR, 'demo', 'detr_r18_shapes.py')
+    typo = demo.replace('shapes.py', 'shape.py')
+    with pytest.raises(SystemExit, match=(
+            rf'^error: CONFIG {typo}: no such file \(did you mean {demo}\?\)'
+            r'\.$')):
+        cli.load_config(cli_args(typo))
+    work_file = tmp_path / 'notes.txt'
+    work_file.write_text('')
+    with pytest.raises(SystemExit, match=f'^error: the work dir {work_file} '
+                       'is a file; give --work-dir a folder.$'):
+        cli.load_config(cli_args(demo, work_dir=str(work_file)))
+    monkeypatch.delenv('RANK', raising=False)
+    with pytest.raises(SystemExit, match=(
+            r'^error: --launcher pytorch: RANK is not set, so this process '
+            r'was not started by torchrun. Fix: bash tools/dist_train.sh')):
+        cli.load_config(cli_args(demo, launcher='pytorch'))
+    for scale in ({}, None):
+        cfg = Config(dict(auto_scale_lr=scale))
+        with pytest.raises(SystemExit, match=r'^error: --auto-scale-lr needs '
+                           r'auto_scale_lr = dict\(base_batch_size=\.\.\.\)'):
+            cli.enable_auto_scale_lr(cfg)
+    with pytest.raises(SystemExit, match='^error: --resume got an empty path'):
+        cli.set_resume(Config(), '')
+
+
+def test_no_workers_needs_no_persistent_workers():
+    """``train_dataloader.num_workers=0`` (debugging) with the base's
+    ``persistent_workers=True``: torch refused it when the runner built the
+    loader, after its log; the flag is turned off instead, said in a line."""
+    cfg = cli.load_config(cli_args(
+        osp.join(CONFIG_DIR, 'detr_r50_8xb2.py'),
+        cfg_options={'train_dataloader.num_workers': 0}))
+    assert cfg.train_dataloader.persistent_workers is False
+    assert cfg.val_dataloader.persistent_workers is True  # 2 workers

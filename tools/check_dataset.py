@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from detr_plugin.datasets import audit_split
+    from detr_plugin.engine import cli
+    cli.check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -74,6 +74,7 @@ def main(argv=None) -> str:
     """Run; returns the path of the results JSON."""
     from mmengine.utils import track_iter_progress
     args = parse_args(argv)
+    cli.check_config_file(args.config)
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     images = list_images(args.input)
     inferencer = DETRInferencer(args.config, args.checkpoint,

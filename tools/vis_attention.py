@@ -91,6 +91,7 @@ def plot(maps: AttentionMaps, classes, out_file: str) -> None:
 
 def main(argv=None) -> AttentionMaps:
     args = parse_args(argv)
+    cli.check_config_file(args.config)
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     inferencer = DETRInferencer(args.config, args.checkpoint,
                                 device=args.device)

@@ -38,6 +38,19 @@ def one_line_errors(faults=CHECKPOINT_FAULTS):
         raise SystemExit(f'error: {e.args[0] if e.args else e}') from None
 
 
+def check_config_file(path: str) -> None:
+    """The config ``path`` is a file; else exit with one line naming the
+    closest config of its folder."""
+    if osp.isfile(path):
+        return
+    folder = osp.dirname(path) or '.'
+    close = get_close_matches(osp.basename(path), os.listdir(folder), 1) \
+        if osp.isdir(folder) else []
+    raise SystemExit(f'error: CONFIG {path}: no such file' + (
+        f' (did you mean {osp.join(osp.dirname(path), close[0])}?)'
+        if close else '') + '.')
+
+
 def check_checkpoint_file(path: Optional[str], what: str) -> None:
     """The checkpoint ``path`` that ``what`` (a flag or config key) names
     is a file, when local (a URL is left to mmengine's loaders); else exit
@@ -72,8 +85,14 @@ def load_config(args: argparse.Namespace) -> Config:
     (as mmdet: ``--work-dir``, else the file's, else ``./work_dirs/<name>``).
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
+    if args.launcher == 'pytorch' and 'RANK' not in os.environ:
+        raise SystemExit('error: --launcher pytorch: RANK is not set, so '
+                         'this process was not started by torchrun. Fix: '
+                         'bash tools/dist_train.sh CONFIG NPROC (or '
+                         'dist_test.sh), or no --launcher for one process.')
     if args.cfg_options is not None:
         check_option_types(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
@@ -82,6 +101,17 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    if osp.exists(cfg.work_dir) and not osp.isdir(cfg.work_dir):
+        raise SystemExit(f'error: the work dir {cfg.work_dir} is a file; '
+                         'give --work-dir a folder.')
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader') or {}
+        if loader.get('num_workers') == 0 and \
+                loader.get('persistent_workers'):
+            loader['persistent_workers'] = False  # torch refuses it
+            print_log(f'{split}_dataloader.num_workers=0: '
+                      'persistent_workers set to False (it needs workers).',
+                      logger='current')
     adapt_to_device(cfg)
     return cfg
 
@@ -286,15 +316,20 @@ def enable_amp(cfg: Config) -> None:
 def enable_auto_scale_lr(cfg: Config) -> None:
     """Scale the LR by (total batch size) / ``auto_scale_lr.base_batch_size``.
     """
-    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-        raise RuntimeError('--auto-scale-lr needs auto_scale_lr = dict('
-                           'base_batch_size=...) in the config')
+    if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+        raise SystemExit('error: --auto-scale-lr needs auto_scale_lr = dict('
+                         'base_batch_size=...) in the config: the total '
+                         'batch size its learning rate is set for.')
     cfg.auto_scale_lr.enable = True
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
     """``--resume`` (``'auto'``: the latest checkpoint in ``work_dir``) or
     ``--resume CKPT``; resuming takes precedence over ``load_from``."""
+    if resume == '':
+        raise SystemExit('error: --resume got an empty path (an unset '
+                         'variable?): give a checkpoint, or --resume alone '
+                         'for the newest one in the work dir.')
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
