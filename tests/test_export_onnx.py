@@ -96,6 +96,33 @@ def test_successors_export_and_say_what_size_they_take(tmp_path, config,
         assert diff['label_mismatches'] == 0, case
 
 
+def test_check_shapes_fit_a_fixed_size_graph(tmp_path, capsys):
+    """DINO's graph takes the traced size only: check shapes larger than
+    it failed after the file was written (PyTorch's size error), and so did
+    the defaults (800 x 1216 ...) with a smaller --shape. Larger ones are
+    refused before the export; the defaults follow --shape."""
+    from helpers.configs import CONFIG_DIR
+    config = osp.join(CONFIG_DIR, 'demo', 'dino_r18_shapes.py')
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
+               checkpoint)
+    out = tmp_path / 'model.onnx'
+    with pytest.raises(SystemExit, match=(
+            r'--check-shapes 96 96 48 64 do not fit in --shape 64 64: the '
+            r'DINO graph takes images padded to exactly that size')):
+        tool.main([config, checkpoint, str(out), '--shape', '64', '64',
+                   '--check-shapes', '96', '96', '48', '64'])
+    assert not out.exists()
+    report = tool.main([config, checkpoint, str(out), '--shape', '64', '64'])
+    assert set(report) == {'64x64 padded to 64x64', '49x42 padded to 64x64',
+                           '64x64+49x42 padded to 64x64'}
+    for value in (['--shape', '0', '64'], ['--check-shapes', '8', '8', '-1',
+                                            '8']):
+        with pytest.raises(SystemExit):  # argparse: exit status 2
+            tool.parse_args([config, checkpoint, str(out), *value])
+    assert 'take sizes of 1 pixel or more' in capsys.readouterr().err
+
+
 def test_two_stage_deformable_exports_and_panoptic_is_refused(tmp_path):
     """Two-stage Deformable DETR has no query embedding (its queries are
     proposals): it read one and failed with an AttributeError. A panoptic

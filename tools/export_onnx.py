@@ -39,22 +39,39 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='use torch.export-based exporter (needs '
                         'onnxscript) instead of the TorchScript-based one')
     parser.add_argument('--check-shapes', type=int, nargs=4,
-                        default=[800, 1216, 608, 800],
                         metavar=('H1', 'W1', 'H2', 'W2'),
-                        help='two image sizes to compare on')
-    return parser.parse_args(argv)
+                        help='two image sizes to compare on (default: '
+                        '--shape and about 3/4 of it: 800 1216 608 800)')
+    args = parser.parse_args(argv)
+    if min(args.shape + (args.check_shapes or [1])) < 1:
+        parser.error('--shape and --check-shapes take sizes of 1 pixel or '
+                     'more')
+    if osp.isdir(args.out):
+        parser.error(f'{args.out} is a folder: give the .onnx file to write')
+    if args.check_shapes is None:
+        h, w = args.shape
+        args.check_shapes = [h, w, round(h * 0.76), round(w * 0.658)]
+    return args
 
 
 def main(argv=None):
     """Export; returns the comparison report (None without onnxruntime)."""
     args = parse_args(argv)
+    cli.check_config_file(args.config)
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     detector = DETRInferencer(args.config, args.checkpoint,
                               device='cpu').model
+    fixed = has_fixed_input_size(detector)
+    h1, w1, h2, w2 = args.check_shapes
+    if fixed and (max(h1, h2) > args.shape[0] or
+                  max(w1, w2) > args.shape[1]):
+        raise SystemExit(
+            f'error: --check-shapes {h1} {w1} {h2} {w2} do not fit in --shape '
+            f'{args.shape[0]} {args.shape[1]}: the {type(detector).__name__} '
+            'graph takes images padded to exactly that size.')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     export_onnx(detector, args.out, tuple(args.shape), opset=args.opset,
                 dynamo=args.dynamo)
-    fixed = has_fixed_input_size(detector)
     size = f'{args.shape[0]}x{args.shape[1]}'
     print(f'wrote {args.out} (opset {args.opset}, traced at {size}, '
           + (f'dynamic batch; {type(detector).__name__} computes its '
@@ -64,7 +81,6 @@ def main(argv=None):
     if importlib.util.find_spec('onnxruntime') is None:
         print('onnxruntime is not installed: the exported model was not run')
         return None
-    h1, w1, h2, w2 = args.check_shapes
     report = compare_with_pytorch(detector, args.out, [(h1, w1), (h2, w2)],
                                   canvas=tuple(args.shape) if fixed else None)
     print('largest differences, onnxruntime vs PyTorch:')
