@@ -58,3 +58,19 @@ def test_report_gives_time_to_the_first_runs_final_accuracy(tmp_path):
     assert "fast: reached 0.600 at iteration 500, after 100 s = 0.67 of " \
         "detr's training time" in lines
     assert 'never: did not reach 0.600 (best 0.300)' in lines
+
+
+def test_config_mistakes_stop_it_before_any_training(tmp_path):
+    """A mistyped second config failed after the first had trained; two
+    configs of one name shared one work dir, and the report showed one."""
+    from helpers.configs import CONFIG_DIR
+    demo = f'{CONFIG_DIR}/demo/detr_r18_shapes.py'
+    with pytest.raises(SystemExit, match='^error: no such config: nope.py.$'):
+        compare_training.main([demo, 'nope.py'])
+    copy = tmp_path / 'detr_r18_shapes.py'
+    copy.write_text(open(demo).read())
+    with pytest.raises(SystemExit, match=(
+            '^error: two configs are named detr_r18_shapes.py: their runs '
+            'would share work_dirs/compare/detr_r18_shapes')):
+        compare_training.main([demo, str(copy)])
+    assert not (tmp_path / 'work_dirs').exists()

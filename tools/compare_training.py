@@ -51,7 +51,9 @@ def train(config: str, work_dir: str, val_interval: int,
     cmd = [sys.executable, osp.join(TOOLS, 'train.py'), config,
            '--work-dir', work_dir, '--cfg-options', *options]
     print('[compare]', ' '.join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(f'error: training {config} failed (its output is '
+                         'above); the runs before it are in their work dirs.')
 
 
 def latest_run(work_dir: str) -> str:
@@ -64,7 +66,9 @@ def curve(scalars: str) -> Curve:
     records = plot_logs.load_records(scalars)
     steps, values = plot_logs.series(records, METRIC)
     if not steps:
-        raise KeyError(f'{scalars} has no {METRIC}: did the run validate?')
+        raise SystemExit(f'error: {scalars} has no {METRIC}: the config does'
+                         ' not validate (no val_dataloader / val_evaluator), '
+                         'or validated only by segmentation metrics.')
     seconds = plot_logs.at_training_seconds(records, steps)
     return list(zip(steps, seconds, values))
 
@@ -110,9 +114,18 @@ def report(curves: Dict[str, Curve]) -> List[str]:
 
 def main(argv=None) -> Dict[str, Curve]:
     args = parse_args(argv)
+    names = [osp.splitext(osp.basename(c))[0] for c in args.configs]
+    # before anything trains: each run's folder is WORK_DIR/<config name>
+    missing = [c for c in args.configs if not osp.isfile(c)]
+    if missing:
+        raise SystemExit(f'error: no such config: {", ".join(missing)}.')
+    shared = sorted({n for n in names if names.count(n) > 1})
+    if shared:
+        raise SystemExit(f'error: two configs are named {shared[0]}.py: their'
+                         f' runs would share {args.work_dir}/{shared[0]}; '
+                         'copy one under another name.')
     runs = {}
-    for config in args.configs:
-        name = osp.splitext(osp.basename(config))[0]
+    for config, name in zip(args.configs, names):
         work_dir = osp.join(args.work_dir, name)
         train(config, work_dir, args.val_interval, args.cfg_options)
         runs[name] = latest_run(work_dir)

@@ -15,19 +15,32 @@
 # WORK_DIR/map50.png and WORK_DIR/map50_time.png (default work_dirs/compare).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+# paths given relative to where it was called from (else to the repo)
+from_caller() { if [[ "$1" != /* && -e "$PWD/$1" ]]; then echo "$PWD/$1"; else echo "$1"; fi; }
 CONFIG=configs/demo/detr_r18_shapes.py
 PY="$ROOT/.venv/bin/python"
 SECONDS=0
 COMPARE=()
 if [ "${1:-}" = "--compare" ]; then
   shift
-  while [ $# -gt 0 ] && [[ "$1" == *.py ]]; do COMPARE+=("$1"); shift; done
-  if [ ${#COMPARE[@]} -eq 0 ]; then
-    echo "usage: bash tools/demo.sh --compare CONFIG [CONFIG ...] [WORK_DIR]" >&2
+  while [ $# -gt 0 ] && [[ "$1" == *.py ]]; do
+    COMPARE+=("$(from_caller "$1")"); shift
+  done
+  if [ ${#COMPARE[@]} -eq 0 ] || [ $# -gt 1 ]; then
+    echo "usage: bash tools/demo.sh --compare CONFIG.py [CONFIG.py ...] [WORK_DIR]" >&2
     exit 2
   fi
 fi
+if [[ "${1:-}" == -* ]] || [ $# -gt 1 ]; then
+  echo "usage: bash tools/demo.sh [WORK_DIR]  (or --compare CONFIG.py ... [WORK_DIR]; --help)" >&2
+  exit 2
+fi
+if [ $# -eq 1 ] && [[ "$1" != /* ]]; then set -- "$PWD/$1"; fi
+cd "$ROOT"
 
 bash tools/setup_env.sh
 echo "[demo] writing the shapes set to data/shapes"
