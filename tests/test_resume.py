@@ -369,3 +369,63 @@ def test_a_fine_tuning_configs_hook_leaves_a_resume_to_the_refusal():
                        r'\(2, 32\)'):
         AtomicCheckpointHook(interval=1).after_load_checkpoint(
             runner, dict(state_dict=state_dict))
+
+
+def test_fine_tuning_resets_every_class_row_tensor_and_names_the_rest():
+    """The README's recipe (load_from + AdaptCheckpointHook()) on DINO: the
+    hook reset only bbox_head.fc_cls, which DINO lacks, so mmengine warned
+    "size mismatch" for each classifier and the denoising label embedding.
+    A checkpoint of another variant got "every other weight loads"; now one
+    warning counts what keeps its initial values, and mmengine has nothing
+    left to warn about (every key present, every shape the model's)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from mmengine.config import Config
+
+    from detr_plugin.engine.hooks import AdaptCheckpointHook
+    from detr_plugin.mmdet_reference import build_plugin_model
+    from helpers.configs import CONFIG_DIR
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo', 'dino_r18_shapes.py'))
+    three = build_plugin_model(cfg).state_dict()
+    cfg.model.bbox_head.num_classes = 1
+    model = build_plugin_model(cfg)
+    logger = mock.Mock()
+    runner = SimpleNamespace(model=model, cfg=dict(load_from='c.pth'),
+                             logger=logger)
+    state_dict = dict(three)
+    AdaptCheckpointHook().after_load_checkpoint(runner, state_dict)
+    reset = sorted(k for k in three if three[k].shape !=
+                   model.state_dict()[k].shape)
+    # a classifier per decoder layer and the encoder's proposals; labels
+    branches = [f'bbox_head.cls_branches.{i}'
+                for i in range(cfg.model.decoder.num_layers + 1)]
+    assert reset == sorted([f'{b}.{p}' for b in branches
+                            for p in ('weight', 'bias')] +
+                           ['dn_query_generator.label_embedding.weight'])
+    for key in reset:
+        assert torch.equal(state_dict[key], model.state_dict()[key]), key
+    (warning, ), _ = logger.warning.call_args
+    assert warning.startswith('Checkpoint classifier has another class count')
+    assert warning.endswith(
+        ': ' + ', '.join(branches) + ', dn_query_generator.label_embedding '
+        'are re-initialized, every other weight loads from the checkpoint.')
+    # a DETR checkpoint for Conditional DETR: the decoder is another's
+    detr = build_plugin_model(osp.join(CONFIG_DIR, 'demo',
+                                       'detr_r18_shapes.py')).state_dict()
+    model = build_plugin_model(osp.join(
+        CONFIG_DIR, 'demo', 'conditional-detr_r18_shapes.py'))
+    runner.model = model
+    logger.warning.reset_mock()
+    state_dict = dict(detr)
+    AdaptCheckpointHook().after_load_checkpoint(runner, state_dict)
+    warnings = [call.args[0] for call in logger.warning.call_args_list]
+    assert warnings[-1].endswith(
+        "): they keep their initial values (it holds a detr model, the "
+        'config builds a conditional_detr).')
+    assert "of the model's tensors are missing from the checkpoint c.pth " \
+        'or have other shapes there (in decoder.layers:' in warnings[-1]
+    assert not any('every other weight loads' in w for w in warnings)
+    ours = model.state_dict()
+    assert set(ours) <= set(state_dict) and all(
+        state_dict[k].shape == ours[k].shape for k in ours)

@@ -27,6 +27,9 @@ from ...registry import HOOKS
 
 # DETR's classifier, and its successors' one per decoder layer
 CLASSIFIER = re.compile(r'bbox_head\.(fc_cls|cls_branches\.\d+)\.')
+# every tensor with a row per class: those, and DINO's denoising labels
+CLASS_ROWS = re.compile(r'(bbox_head\.(fc_cls|cls_branches\.\d+)|'
+                        r'dn_query_generator\.label_embedding)\.')
 
 
 class CheckpointMisfitError(ValueError):
@@ -100,6 +103,13 @@ def fit_to_model(state_dict: Dict[str, Tensor], model: nn.Module,
     return mismatches
 
 
+def by_module(keys: Sequence[str]) -> str:
+    """``'decoder.layers: 54, backbone.conv1: 1'``: the keys counted by
+    their first two names, the 5 most frequent."""
+    counts = Counter('.'.join(key.split('.')[:2]) for key in keys)
+    return ', '.join(f'{m}: {n}' for m, n in counts.most_common(5))
+
+
 def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
                    num_classes: Optional[int], missing: Sequence[str] = ()
                    ) -> str:
@@ -125,14 +135,12 @@ def misfit_message(path: str, mismatches: List[Tuple[str, tuple, tuple]],
                  f'{others[0][2]} in the model): it is of another model. '
                  'Fix: use the config it was trained with.')
     if missing:
-        modules = Counter('.'.join(key.split('.')[:2]) for key in missing)
         text = text.rstrip() + (' it' if text.endswith(': ') else ' It') + (
-            f' lacks {len(missing)} of the model\'s tensors (in ' +
-            ', '.join(f'{m}: {n}' for m, n in modules.most_common(5)) +
-            f'; e.g. {missing[0]}), which would keep their random initial '
-            'values: it holds another model, or only a part of one (e.g. a '
-            'backbone). Fix: use a checkpoint trained with this config, or '
-            'the config it was trained with.')
+            f' lacks {len(missing)} of the model\'s tensors (in '
+            f'{by_module(missing)}; e.g. {missing[0]}), which would keep '
+            'their random initial values: it holds another model, or only '
+            'a part of one (e.g. a backbone). Fix: use a checkpoint trained '
+            'with this config, or the config it was trained with.')
     return text.strip()
 
 
@@ -142,9 +150,14 @@ class AdaptCheckpointHook(Hook):
 
     Args:
         classifier: module path of the classifier that keeps the model's
-            own initial weights when the checkpoint's class count differs.
+            own initial weights when the checkpoint's class count differs;
+            None: every tensor with a row per class (:data:`CLASS_ROWS`:
+            DETR's ``bbox_head.fc_cls``, its successors'
+            ``bbox_head.cls_branches.*``, DINO's
+            ``dn_query_generator.label_embedding``).
         on_mismatch: ``'reset'`` (fine-tuning: that classifier is reset,
-            unless frozen);
+            unless frozen; other tensors of other shapes, or missing, keep
+            the model's initial values too, with one warning naming them);
             ``'error'`` (testing, ``tools/test.py``): any tensor of another
             shape, or one the checkpoint lacks, stops the run, naming the
             classifier first and the fix.
@@ -152,7 +165,7 @@ class AdaptCheckpointHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, classifier: str = 'bbox_head.fc_cls',
+    def __init__(self, classifier: Optional[str] = None,
                  on_mismatch: str = 'reset'):
         if on_mismatch not in ('reset', 'error'):
             raise ValueError(f"on_mismatch must be 'reset' or 'error', got "
@@ -171,13 +184,31 @@ class AdaptCheckpointHook(Hook):
                                   runner.cfg.get('load_from'),
                                   refuse_misfit=self.on_mismatch == 'error')
         replaced = [(key, theirs, want) for key, theirs, want in mismatches
-                    if key.startswith(self.classifier + '.')]
-        for key, _, _ in replaced:
+                    if (CLASS_ROWS.match(key) if self.classifier is None
+                        else key.startswith(self.classifier + '.'))]
+        # the rest keeps its initial values too: mmengine would say so per
+        # tensor ("size mismatch", "missing keys"); one warning says it here
+        reset = [key for key, _, _ in replaced]
+        kept = [key for key, _, _ in mismatches if key not in reset] + \
+            missing_tensors(state_dict, ours)
+        variants = [model_variant(d, strict=False) for d in (state_dict, ours)]
+        for key in reset + kept:
             state_dict[key] = ours[key].detach().clone()
+        modules = sorted({key.rsplit('.', 1)[0] for key, _, _ in replaced})
         if replaced:
             runner.logger.warning(
                 'Checkpoint classifier has another class count (' + '; '.join(
                     f'{key}: {theirs} -> {want}'
-                    for key, theirs, want in replaced) + f'): '
-                f'{self.classifier} is re-initialized, every other weight '
-                'loads from the checkpoint.')
+                    for key, theirs, want in replaced) + '): ' +
+                ', '.join(modules) + (' is' if len(modules) == 1 else ' are')
+                + ' re-initialized' + ('.' if kept else ', every other '
+                                       'weight loads from the checkpoint.'))
+        if kept:
+            runner.logger.warning(
+                f'{len(kept)} of the model\'s tensors are missing from the '
+                f'checkpoint {runner.cfg.get("load_from")} or have other '
+                f'shapes there (in {by_module(kept)}; e.g. {kept[0]}): they '
+                'keep their initial values' + (
+                    ' (it holds a {} model, the config builds a {})'.format(
+                        *variants) if None not in variants and
+                    len(set(variants)) == 2 else '') + '.')
