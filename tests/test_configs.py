@@ -141,6 +141,7 @@ def test_dc5_dilates_the_last_stage():
 def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
     from detr_plugin.engine import cli
     monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
+    monkeypatch.setenv('RANK', '0')  # --launcher pytorch: torchrun's
     train = load_tool('train')
     args = train.parse_args([DETR_R50_ALIAS, '--resume', '--cfg-options',
                              'train_dataloader.batch_size=4'])
@@ -161,3 +162,13 @@ def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
 
     cli.enable_auto_scale_lr(cfg)
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
+
+
+@pytest.mark.parametrize('name', [n for n in CONFIGS
+                                  if n.startswith('demo/')])
+def test_demo_learning_rates_are_for_their_batch(name):
+    """--auto-scale-lr halved the demos' learning rates, set for one
+    process of batch 8, by the COCO recipe's base_batch_size=16."""
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    assert cfg.auto_scale_lr.base_batch_size == \
+        cfg.train_dataloader.batch_size == 8

@@ -94,6 +94,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
+# --auto-scale-lr: the learning rates here are for one process of batch 8
+auto_scale_lr = dict(base_batch_size=8)
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4),
     clip_grad=dict(max_norm=1.0),
