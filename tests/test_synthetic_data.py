@@ -90,3 +90,31 @@ def test_mmdet_coco_dataset_reads_it_with_empty_images(tmp_path):
     assert got == want
     assert sum(not dataset.get_data_info(i)['instances']
                for i in range(len(dataset))) == 3
+
+
+def test_the_generator_tool_writes_a_set_and_refuses_impossible_ones(
+        tmp_path, capsys):
+    """tools/generate_demo_data.py: a negative count wrote an empty split
+    (exit 0), a share above 1 was taken, and --max-objects 0, an inverted
+    --size-range or a zero --image-size failed inside numpy
+    ("low >= high")."""
+    from helpers.tools import load_tool
+    tool = load_tool('generate_demo_data')
+    out = tmp_path / 'shapes'
+    tool.main(['--out', str(out), '--num-train', '2', '--num-val', '1',
+               '--image-size', '32', '32'])
+    assert len(list((out / 'train').iterdir())) == 2
+    capsys.readouterr()
+    for wrong, rule in (
+            (['--num-train', '-3'], '--num-train takes 1 or more images'),
+            (['--empty-fraction', '1.5'], '--empty-fraction takes a share'),
+            (['--max-objects', '0'], '--max-objects takes 1 or more'),
+            (['--size-range', '0.6', '0.3'], '0 < MIN <= MAX <= 1'),
+            (['--image-size', '0', '64'], '--image-size takes 16 px'),
+            (['--num-classes', '4'], '--num-classes takes 1 to 3')):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.parse_args(['--out', str(out)] + wrong)
+        assert exit_info.value.code == 2
+        assert rule in capsys.readouterr().err
+    assert tool.parse_args(['--panoptic', '--max-objects', '0']).max_objects \
+        == 0

@@ -16,7 +16,7 @@ from detr_plugin.datasets import (generate_panoptic_shapes_dataset,
                                   generate_shapes_dataset)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data/shapes', help='output root')
     parser.add_argument('--panoptic', action='store_true',
@@ -36,11 +36,27 @@ def parse_args():
     parser.add_argument('--size-range', type=float, nargs=2,
                         default=(0.15, 0.4), metavar=('MIN', 'MAX'),
                         help='object width as a fraction of the image side')
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    lo, hi = args.size_range
+    for wrong, rule in (
+            (args.num_train < 1 or args.num_val < 0,
+             '--num-train takes 1 or more images, --num-val 0 or more'),
+            (min(args.image_size) < 16, '--image-size takes 16 px or more'),
+            (not 0 < lo <= hi <= 1, '--size-range MIN MAX: fractions of '
+             'the image side, 0 < MIN <= MAX <= 1'),
+            (not 0 <= args.empty_fraction <= 1,
+             '--empty-fraction takes a share from 0 to 1'),
+            (args.max_objects < 1 - args.panoptic, '--max-objects takes 1 '
+             'or more (0 with --panoptic; images without objects: '
+             '--empty-fraction)'),
+            (not 1 <= args.num_classes <= 3, '--num-classes takes 1 to 3')):
+        if wrong:
+            parser.error(rule)
+    return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     common = dict(num_train=args.num_train, num_val=args.num_val,
                   image_size=tuple(args.image_size), seed=args.seed,
                   max_objects=args.max_objects,
