@@ -88,3 +88,20 @@ def test_bf16_gap_compares_losses_at_the_same_choices():
     assert same(recorded, replayed) and len(replayed['assign']) == 1
     assert 'assign' not in vars(assigner)
     assert 'proposal_score' not in vars(model)
+
+
+def test_impossible_requests_are_refused_before_measuring(tmp_path):
+    """Each failed only after the measurements (a missing --json folder,
+    --repeats 0: 'no median for empty data'), inside torch (--device cuda
+    without CUDA) or printed an empty table (--only sampling for DETR)."""
+    for args, rule in (
+            (['--repeats', '0'], '--repeats takes 1 or more'),
+            (['--json', str(tmp_path / 'no' / 'r.json')],
+             'its folder does not exist'),
+            (['--only', 'sampling'], '--only sampling: not measured for '
+             'detr (sampling: multi-level models only'),
+            (['--model', 'dino', '--only', 'scaling'], 'not measured for '
+             'dino')) + ((['--device', 'cuda'], 'this torch sees no CUDA'),
+                         ) * (not torch.cuda.is_available()):
+        proc = run_tool(['benchmark.py', *args], str(tmp_path), check=False)
+        assert proc.returncode == 2 and rule in proc.out, proc.out

@@ -423,6 +423,20 @@ def main() -> None:
     parser.add_argument('--memory-probe', help=argparse.SUPPRESS)
     parser.add_argument('--tokens', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # before minutes of measuring
+    if args.repeats < 1:
+        parser.error('--repeats takes 1 or more (a median of the timings)')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: this torch sees no CUDA device')
+    if args.json and not os.path.isdir(os.path.dirname(
+            os.path.abspath(args.json))):
+        parser.error(f'--json {args.json}: its folder does not exist')
+    multi_level = 'deformable' in args.model or args.model == 'dino'
+    if args.only and not set(args.only) - ({'transformer_train', 'scaling'}
+                                           if multi_level else {'sampling'}):
+        parser.error(f'--only {" ".join(args.only)}: not measured for '
+                     f'{args.model} (sampling: multi-level models only; '
+                     'transformer_train, scaling: single-level only)')
     global MODELS, VARIANT
     VARIANT = args.model
     if args.memory_probe:
