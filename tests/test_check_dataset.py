@@ -8,7 +8,9 @@ import os
 import os.path as osp
 
 import cv2
-from helpers.configs import DETR_R50, tiny_train_config, write_config
+import pytest
+from helpers.configs import (DETR_R50, TINY_CONFIG, tiny_train_config,
+                             write_config)
 from helpers.data import broken_copy, truncate_file
 from helpers.tools import load_tool, run_tool
 
@@ -119,3 +121,21 @@ def test_command_line_exit_status(shapes, tmp_path):
         "classes are not a category name" in proc.out
     assert "'Circle' -> 'circle'?" in proc.out
     assert 'FAILED: 2 error(s)' in proc.out
+
+
+def test_drawing_options_are_checked_first(tmp_path, capsys):
+    """``--show-number -1`` drew "-1 images"; a ``--show-dir`` that is a
+    file failed with FileExistsError after the whole check; a mistyped
+    config was a FileNotFoundError traceback."""
+
+    afile = tmp_path / 'notes.txt'
+    afile.write_text('')
+    for wrong, rule in ((['--show-number', '-1'], '--show-number takes 1'),
+                        (['--show-dir', str(afile)], 'is a file: give a')):
+        with pytest.raises(SystemExit) as exit_info:
+            check_dataset.parse_args([TINY_CONFIG, *wrong])
+        assert exit_info.value.code == 2
+        assert rule in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r'^error: CONFIG nope\.py: no such '
+                       r'file\.$'):
+        check_dataset.main(['nope.py'])

@@ -45,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, as in tools/train.py')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.show_number is not None and args.show_number < 1:
+        parser.error('--show-number takes 1 or more (all: leave it out)')
+    if args.show_dir and osp.isfile(args.show_dir):
+        parser.error(f'--show-dir {args.show_dir} is a file: give a folder')
+    return args
 
 
 def format_report(report) -> str:

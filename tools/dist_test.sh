@@ -6,6 +6,10 @@
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
+if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: bash tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args] (NPROC: the number of processes, 1 or more; got '$NPROC')" >&2
+  exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

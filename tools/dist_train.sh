@@ -5,6 +5,10 @@
 # interpreter. Without CUDA the processes run on the CPU with gloo.
 CONFIG=$1
 NPROC=$2
+if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: bash tools/dist_train.sh CONFIG NPROC [train.py args] (NPROC: the number of processes, 1 or more; got '$NPROC')" >&2
+  exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
