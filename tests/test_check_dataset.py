@@ -127,7 +127,6 @@ def test_drawing_options_are_checked_first(tmp_path, capsys):
     """``--show-number -1`` drew "-1 images"; a ``--show-dir`` that is a
     file failed with FileExistsError after the whole check; a mistyped
     config was a FileNotFoundError traceback."""
-
     afile = tmp_path / 'notes.txt'
     afile.write_text('')
     for wrong, rule in ((['--show-number', '-1'], '--show-number takes 1'),

@@ -61,3 +61,16 @@ def test_two_processes_match_one_batch(two_images):
     for key, weight in single['state_dict'].items():
         diff = (dist['state_dict'][key] - weight).abs().max()
         assert diff <= 1e-5, (key, float(diff))
+
+
+@pytest.mark.parametrize('args,nproc', [
+    (['dist_train.sh', TINY_CONFIG, '--work-dir', 'w'], '--work-dir'),
+    (['dist_test.sh', TINY_CONFIG, 'c.pth', '0'], '0')], ids=['flag', 'zero'])
+def test_launch_scripts_name_a_wrong_process_count(tmp_path, args, nproc):
+    """torchrun said 'Unsupported nproc_per_node value: --work-dir', or
+    asserted bare on 0."""
+    proc = run_tool(args, str(tmp_path), check=False)
+    assert proc.returncode == 2
+    assert f'usage: bash tools/{args[0]} CONFIG' in proc.out
+    assert f"NPROC: the number of processes, 1 or more; got '{nproc}'" \
+        in proc.out
