@@ -141,12 +141,17 @@ def test_frozen_detector_must_come_from_the_checkpoint(tmp_path):
     from detr_plugin.engine.hooks import AdaptCheckpointHook
     cfg = tiny_panoptic_config(freeze_detector=True)
     model = build_plugin_model(cfg)
+    from unittest import mock
     runner = SimpleNamespace(model=model, cfg=dict(load_from='boxes.pth'),
-                             logger=None)
+                             logger=mock.Mock())
     boxes = {k: v for k, v in model.state_dict().items()
              if not is_mask_head(k)}
     AdaptCheckpointHook().after_load_checkpoint(runner, dict(state_dict=dict(
         boxes)))  # the box model: the mask head is what trains
+    (warning, ), _ = runner.logger.warning.call_args  # it starts as built
+    assert 'missing from the checkpoint boxes.pth or have other shapes ' \
+        'there (in bbox_attention.q_linear: 2, ' in warning
+    assert warning.endswith('): they keep their initial values.')
     other_classes = dict(boxes, **{'bbox_head.fc_cls.weight': torch.zeros(
         4, 128), 'bbox_head.fc_cls.bias': torch.zeros(4)})
     backbone = {k: v for k, v in boxes.items() if k.startswith('backbone.')}
