@@ -60,13 +60,18 @@ def test_report_gives_time_to_the_first_runs_final_accuracy(tmp_path):
     assert 'never: did not reach 0.600 (best 0.300)' in lines
 
 
-def test_config_mistakes_stop_it_before_any_training(tmp_path):
+def test_config_mistakes_stop_it_before_any_training(tmp_path, monkeypatch):
     """A mistyped second config failed after the first had trained; two
     configs of one name shared one work dir, and the report showed one."""
     from helpers.configs import CONFIG_DIR
     demo = f'{CONFIG_DIR}/demo/detr_r18_shapes.py'
+    monkeypatch.chdir(tmp_path)  # the default work dir: work_dirs/compare
     with pytest.raises(SystemExit, match='^error: no such config: nope.py.$'):
         compare_training.main([demo, 'nope.py'])
+    boxes = f'{CONFIG_DIR}/demo/detr_r18_shapes-panoptic-boxes.py'
+    with pytest.raises(SystemExit, match=(
+            f'^error: {boxes} does not validate .*: no coco/bbox_mAP_50')):
+        compare_training.main([demo, boxes])
     copy = tmp_path / 'detr_r18_shapes.py'
     copy.write_text(open(demo).read())
     with pytest.raises(SystemExit, match=(

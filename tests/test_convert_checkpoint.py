@@ -337,3 +337,17 @@ def test_official_panoptic_file_converts_and_round_trips(
     assert COCO_PANOPTIC_STUFF_IDS[0] == 92
     for label, row in ((0, 1), (80, 92), (132, 200), (133, 250)):
         assert torch.equal(fc_w[label], rows[row])
+
+
+def test_the_tool_ends_an_unconvertible_checkpoint_with_its_message(
+        tmp_path):
+    """Its KeyError / ValueError (a file of no known variant, another
+    variant than --model) ended in a traceback."""
+    from helpers.tools import run_tool
+    src = str(tmp_path / 'other.pth')
+    torch.save(dict(state_dict=dict(weight=torch.zeros(1))), src)
+    proc = run_tool(['convert_checkpoint.py', '--from', 'mmdet', src,
+                     str(tmp_path / 'out.pth')], str(tmp_path), check=False)
+    assert proc.returncode == 1 and 'Traceback' not in proc.out
+    assert proc.out.strip().splitlines()[-1].startswith(
+        'error: not a checkpoint of a known DETR variant'), proc.out

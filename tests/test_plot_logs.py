@@ -92,6 +92,8 @@ def test_the_tool_ends_with_the_message_not_a_traceback(work_dirs, tmp_path):
     run_a, run_b = work_dirs
     not_json = tmp_path / 'notes.json'
     not_json.write_text('{"step": 1}\nloss=3\n')
+    coco = tmp_path / 'instances.json'
+    coco.write_text('{"images": [], "annotations": []}\n')
     (tmp_path / 'empty').mkdir()
     cases = [
         ([run_a, '--keys', 'loss_giou'], "error: no run logged ['loss_giou']"),
@@ -100,6 +102,8 @@ def test_the_tool_ends_with_the_message_not_a_traceback(work_dirs, tmp_path):
          f"'{tmp_path / 'empty'}'"),
         ([str(not_json)], f"error: {not_json}: not mmengine's scalars.json "
          '(a JSON dict per line): Expecting value: line 1 column 1'),
+        ([str(coco)], f"error: {coco}: not mmengine's scalars.json (a JSON "
+         'dict per line): a line without "step"'),
     ]
     for args, message in cases:
         proc = run_tool(['plot_logs.py', *args, '--out',

@@ -376,8 +376,9 @@ def test_fine_tuning_resets_every_class_row_tensor_and_names_the_rest():
     hook reset only bbox_head.fc_cls, which DINO lacks, so mmengine warned
     "size mismatch" for each classifier and the denoising label embedding.
     A checkpoint of another variant got "every other weight loads"; now one
-    warning counts what keeps its initial values, and mmengine has nothing
-    left to warn about (every key present, every shape the model's)."""
+    warning counts what keeps its initial values (every key of the model
+    is then present with the model's shape: no "size mismatch", no
+    "missing keys" from mmengine)."""
     from types import SimpleNamespace
     from unittest import mock
 

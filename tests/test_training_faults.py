@@ -479,10 +479,21 @@ def test_an_argument_typo_inside_a_built_part_names_its_config_key():
             r"argument 'label_noise' \(did you mean label_noise_scale\?\)")):
         with cli.named_argument_errors(cfg):
             MODELS.build(cfg.model)
-    with pytest.raises(TypeError, match='zzz'):
+    # the class a typed dict names is the one suggested from (mmcv has a
+    # ResNet too, without norm_eval)
+    cfg.merge_from_dict({'model.backbone.norm_evl': True})
+    with pytest.raises(SystemExit, match=(
+            r"^error: model\.backbone\.norm_evl: ResNet takes no argument "
+            r"'norm_evl' \(did you mean norm_eval\?\)")):
         with cli.named_argument_errors(cfg):
-            raise TypeError(
-                "DINO.__init__() got an unexpected keyword argument 'zzz'")
+            MODELS.build(cfg.model)
+    # a key no config dict gives, or one the dict's class takes: a bug
+    for bug in ("DINO.__init__() got an unexpected keyword argument 'zzz'",
+                'DinoTransformerDecoder.__init__() got an unexpected keyword '
+                "argument 'num_classes'"):
+        with pytest.raises(TypeError, match=bug[-10:]):
+            with cli.named_argument_errors(cfg):
+                raise TypeError(bug)
 
 
 def test_a_torchvision_backbone_without_torchvision_is_named_before_training():
@@ -504,6 +515,11 @@ def test_a_torchvision_backbone_without_torchvision_is_named_before_training():
                 r'model \(fine-tuning\), --cfg-options model\.backbone\.'
                 r'init_cfg=None')):
             cli.check_pretrained_sources(cfg)
+        cfg.model.backbone.init_cfg = [dict(
+            type='Pretrained', checkpoint='torchvision://resnet18')]
+        with pytest.raises(SystemExit, match=r'^error: model\.backbone\.'
+                           r'init_cfg loads torchvision://resnet18'):
+            cli.check_pretrained_sources(cfg)  # a list of them
         cfg.model.backbone.init_cfg = None
         cli.check_pretrained_sources(cfg)  # passes
         cli.check_pretrained_sources(Config.fromfile(osp.join(

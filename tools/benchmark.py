@@ -432,8 +432,9 @@ def main() -> None:
             os.path.abspath(args.json))):
         parser.error(f'--json {args.json}: its folder does not exist')
     multi_level = 'deformable' in args.model or args.model == 'dino'
-    if args.only and not set(args.only) - ({'transformer_train', 'scaling'}
-                                           if multi_level else {'sampling'}):
+    asked = set(args.only or ()) | ({'scaling'} if args.scaling else set())
+    if args.only and not asked - ({'transformer_train', 'scaling'}
+                                  if multi_level else {'sampling'}):
         parser.error(f'--only {" ".join(args.only)}: not measured for '
                      f'{args.model} (sampling: multi-level models only; '
                      'transformer_train, scaling: single-level only)')

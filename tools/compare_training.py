@@ -124,6 +124,14 @@ def main(argv=None) -> Dict[str, Curve]:
         raise SystemExit(f'error: two configs are named {shared[0]}.py: their'
                          f' runs would share {args.work_dir}/{shared[0]}; '
                          'copy one under another name.')
+    from mmengine.config import Config
+    silent = [c for c in args.configs if not all(
+        Config.fromfile(c).get(k) for k in ('val_cfg', 'val_dataloader',
+                                            'val_evaluator'))]
+    if silent:
+        raise SystemExit(f'error: {", ".join(silent)} does not validate (no '
+                         'val_cfg / val_dataloader / val_evaluator): no '
+                         f'{METRIC} to compare.')
     runs = {}
     for config, name in zip(args.configs, names):
         work_dir = osp.join(args.work_dir, name)

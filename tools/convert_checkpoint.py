@@ -63,5 +63,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    with cli.one_line_errors():  # a bad checkpoint: its message, no trace
+    # a bad or unconvertible checkpoint: its message, no traceback
+    with cli.one_line_errors(cli.CHECKPOINT_FAULTS + (KeyError, ValueError)):
         main()

@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--check-shapes', type=int, nargs=4,
                         metavar=('H1', 'W1', 'H2', 'W2'),
                         help='two image sizes to compare on (default: '
-                        '--shape and about 3/4 of it: 800 1216 608 800)')
+                        '--shape, and 0.76 of its height by 0.66 of its '
+                        'width: 800 1216 608 800)')
     args = parser.parse_args(argv)
     if min(args.shape + (args.check_shapes or [1])) < 1:
         parser.error('--shape and --check-shapes take sizes of 1 pixel or '

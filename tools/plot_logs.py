@@ -51,6 +51,9 @@ def load_records(path: str) -> List[dict]:
             except json.JSONDecodeError as e:
                 raise ValueError(f'{file}: not mmengine\'s scalars.json (a '
                                  f'JSON dict per line): {e}') from None
+        if not all(isinstance(r, dict) and 'step' in r for r in records):
+            raise ValueError(f'{file}: not mmengine\'s scalars.json (a JSON '
+                             'dict per line): a line without "step"')
         for kind in (True, False):
             steps = [r['step'] for r in records if _is_train(r) == kind]
             if steps:

@@ -235,7 +235,8 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
     errors, model = [], cfg.get('model') or {}
     things = model.get('num_things_classes')
     unset = things is None and \
-        str(model.get('type', '')).endswith('DETRPanoptic')
+        getattr(model.get('type'), '__name__',
+                str(model.get('type'))).endswith('DETRPanoptic')
     if unset:  # its default: every class a thing
         things = (model.get('bbox_head') or {}).get('num_classes')
     heads = [(f'{key}.num_classes', head.get('num_classes'), 'classes')

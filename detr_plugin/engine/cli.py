@@ -17,6 +17,7 @@ from typing import Optional, Set, Tuple
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.registry import DefaultScope, Registry
 
 from . import cpu_autocast
 from .hooks.adapt_checkpoint import CheckpointMisfitError
@@ -142,7 +143,6 @@ def check_hook_arguments(cfg: Config) -> None:
     which fails at the first save, after an epoch. Else exit with one line
     naming the key."""
     from mmengine.hooks import CheckpointHook
-    from mmengine.registry import DefaultScope
 
     from ..registry import HOOKS
     hooks = [(f'default_hooks.{name}', hook) for name, hook in
@@ -187,19 +187,53 @@ def named_argument_errors(cfg: Config):
     """End the run with one line naming the config key of an argument
     that a class does not take: Python's ``TypeError`` (through
     mmengine's builders, when the runner builds the model, the optimizer,
-    the datasets) names only the class. Other errors propagate."""
+    the datasets) names only the class. The key is a dict whose ``type``
+    is that class (which does not take the argument), else one without a
+    ``type`` (e.g. ``dn_cfg``, given to a class by code); when no key
+    holds the argument (a bug, not a typo) the error propagates."""
     try:
         yield
     except TypeError as e:
         found = re.findall(r"(\w+)\.__init__\(\) got an unexpected keyword "
                            r"argument '(\w+)'", str(e))
-        keys = [key for key, _ in _config_items(cfg.to_dict())
-                if found and key.rsplit('.', 1)[-1] == found[-1][1]]
-        cls = keys and _loaded_class(found[-1][0])
-        if not cls:
+        if not found:
             raise
-        raise SystemExit(unknown_argument(' / '.join(keys), cls,
-                                          found[-1][1])) from None
+        name, arg = found[-1]
+        with DefaultScope.overwrite_default_scope(
+                cfg.get('default_scope') or 'detr_plugin'):
+            typed, untyped = [], []
+            for key, node in _config_items(cfg.to_dict()):
+                if not isinstance(node, dict) or arg not in node:
+                    continue
+                cls = _registered_class(node.get('type'))
+                if 'type' not in node:
+                    untyped.append(f'{key}.{arg}')
+                elif cls is not None and cls.__name__ == name and \
+                        arg not in init_arguments(cls)[0]:
+                    typed.append((f'{key}.{arg}', cls))
+            if not (typed or untyped):
+                raise
+            keys, cls = ([k for k, _ in typed], typed[0][1]) if typed else \
+                (untyped, _registered_class(name) or _loaded_class(name))
+        raise SystemExit(unknown_argument(' / '.join(keys), cls, arg)
+                         if cls else f'error: {" / ".join(keys)}: {e}') \
+            from None
+
+
+def _registered_class(kind) -> Optional[type]:
+    """The class a config's ``type`` names in a registry of the current
+    scope (``kind`` itself when a class), or None."""
+    from .. import registry
+    if isinstance(kind, type) or not isinstance(kind, str):
+        return kind if isinstance(kind, type) else None
+    for name, found in sorted(vars(registry).items()):
+        try:
+            found = found.get(kind) if isinstance(found, Registry) else None
+        except Exception:  # a type of a scope not imported here
+            found = None
+        if isinstance(found, type):
+            return found
+    return None
 
 
 def _config_items(node, prefix: str = ''):
@@ -214,8 +248,8 @@ def _config_items(node, prefix: str = ''):
 
 
 def _loaded_class(name: str) -> Optional[type]:
-    """The loaded class of that name (a ``TypeError`` names a class, not
-    its module; not every class is in a registry)."""
+    """The loaded class of that name, for one no registry holds (the
+    first found where several share it)."""
     stack, seen = [object], set()
     while stack:
         cls = stack.pop()
@@ -231,16 +265,16 @@ def check_pretrained_sources(cfg: Config) -> None:
     (mmdet's R50 recipes: ``torchvision://resnet50``) needs torchvision,
     which mmengine imports only when training starts, after the runner has
     logged its config; else exit with one line naming the key."""
-    found = [(key, value) for key, value in _config_items(cfg.get('model'),
-                                                           'model')
-             if key.endswith('init_cfg.checkpoint') and
-             str(value).startswith('torchvision://')]
+    at = re.compile(r'\.init_cfg(\.\d+)?\.checkpoint$')  # a dict or a list
+    found = [(key, value) for key, value in _config_items(
+        cfg.get('model'), 'model')
+        if at.search(key) and str(value).startswith('torchvision://')]
     if not found:
         return
     try:
         import torchvision  # noqa: F401
     except Exception as e:  # missing, or built for another torch
-        key = found[0][0][:-len('.checkpoint')]
+        key = at.sub('.init_cfg', found[0][0])
         raise SystemExit(
             f'error: {key} loads {found[0][1]} through torchvision, which '
             f'does not import here ({type(e).__name__}: {e}). Fix: install '

@@ -28,7 +28,7 @@ from ...registry import HOOKS
 # DETR's classifier, and its successors' one per decoder layer
 CLASSIFIER = re.compile(r'bbox_head\.(fc_cls|cls_branches\.\d+)\.')
 # every tensor with a row per class: those, and DINO's denoising labels
-CLASS_ROWS = re.compile(r'(bbox_head\.(fc_cls|cls_branches\.\d+)|'
+CLASS_ROWS = re.compile(rf'({CLASSIFIER.pattern[:-2]}|'
                         r'dn_query_generator\.label_embedding)\.')
 
 
