@@ -145,3 +145,19 @@ def test_two_stage_deformable_exports_and_panoptic_is_refused(tmp_path):
     with pytest.raises(ValueError, match='DETRPanoptic predicts masks .* '
                        'export a detector config'):
         DETRExportWrapper(build_plugin_model(tiny_panoptic_config()))
+
+
+def test_the_tool_refuses_a_panoptic_config_in_one_line(tmp_path):
+    """The wrapper's refusal was the end of a traceback; now it is the
+    tool's last line, before anything is written."""
+    from helpers.configs import CONFIG_DIR
+    config = osp.join(CONFIG_DIR, 'demo', 'detr_r18_shapes-panoptic.py')
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
+               checkpoint)
+    out = tmp_path / 'model.onnx'
+    with pytest.raises(SystemExit, match=(
+            rf'^error: {config}: DETRPanoptic predicts masks and panoptic '
+            'maps, which the ONNX export does not cover')):
+        tool.main([config, checkpoint, str(out), '--shape', '64', '64'])
+    assert not out.exists()

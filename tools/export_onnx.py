@@ -23,7 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from detr_plugin.apis import DETRInferencer  # noqa: E402
 from detr_plugin.engine import cli  # noqa: E402
 from detr_plugin.deploy import (  # noqa: E402
-    compare_with_pytorch, export_onnx, has_fixed_input_size)
+    DETRExportWrapper, compare_with_pytorch, export_onnx,
+    has_fixed_input_size)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,6 +63,10 @@ def main(argv=None):
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     detector = DETRInferencer(args.config, args.checkpoint,
                               device='cpu').model
+    try:
+        DETRExportWrapper(detector)  # refuses what the export cannot cover
+    except ValueError as e:
+        raise SystemExit(f'error: {args.config}: {e}') from None
     fixed = has_fixed_input_size(detector)
     h1, w1, h2, w2 = args.check_shapes
     if fixed and (max(h1, h2) > args.shape[0] or
