@@ -17,6 +17,14 @@ onnxruntime = pytest.importorskip('onnxruntime')
 tool = load_tool('export_onnx')
 
 
+def write_checkpoint(config: str, tmp_path) -> str:
+    """``tmp_path/model.pth``: the config's model as built (random)."""
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
+               checkpoint)
+    return checkpoint
+
+
 def test_wrapper_computes_what_predict_computes_on_a_padded_batch():
     torch.manual_seed(0)
     model = build_plugin_model(tiny_config(num_classes=3)).eval()
@@ -103,9 +111,7 @@ def test_check_shapes_fit_a_fixed_size_graph(tmp_path, capsys):
     refused before the export; the defaults follow --shape."""
     from helpers.configs import CONFIG_DIR
     config = osp.join(CONFIG_DIR, 'demo', 'dino_r18_shapes.py')
-    checkpoint = str(tmp_path / 'model.pth')
-    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
-               checkpoint)
+    checkpoint = write_checkpoint(config, tmp_path)
     out = tmp_path / 'model.onnx'
     with pytest.raises(SystemExit, match=(
             r'--check-shapes 96 96 48 64 do not fit in --shape 64 64: the '
@@ -131,9 +137,7 @@ def test_two_stage_deformable_exports_and_panoptic_is_refused(tmp_path):
     config = osp.join(CONFIG_DIR, 'deformable_detr',
                       'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py')
     torch.manual_seed(0)
-    checkpoint = str(tmp_path / 'model.pth')
-    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
-               checkpoint)
+    checkpoint = write_checkpoint(config, tmp_path)
     # 340 positions at 128 x 128 (strides 8-64) for its 300 proposals
     report = tool.main([config, checkpoint, str(tmp_path / 'model.onnx'),
                         '--shape', '128', '128', '--check-shapes', '128',
@@ -152,9 +156,7 @@ def test_the_tool_refuses_a_panoptic_config_in_one_line(tmp_path):
     tool's last line, before anything is written."""
     from helpers.configs import CONFIG_DIR
     config = osp.join(CONFIG_DIR, 'demo', 'detr_r18_shapes-panoptic.py')
-    checkpoint = str(tmp_path / 'model.pth')
-    torch.save(dict(state_dict=build_plugin_model(config).state_dict()),
-               checkpoint)
+    checkpoint = write_checkpoint(config, tmp_path)
     out = tmp_path / 'model.onnx'
     with pytest.raises(SystemExit, match=(
             rf'^error: {config}: DETRPanoptic predicts masks and panoptic '
