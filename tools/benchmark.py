@@ -34,7 +34,8 @@ from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 
 from detr_plugin.engine import cpu_autocast
-from detr_plugin.mmdet_reference import (R50_CONFIGS, build_r50_pair,
+from detr_plugin.mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
+                                         build_r50_pair, load_config,
                                          same_proposal_ranking,
                                          train_without_dropout)
 from detr_plugin.models.deformable_attention import (sample_levels_cpu,
@@ -431,10 +432,15 @@ def main() -> None:
     if args.json and not os.path.isdir(os.path.dirname(
             os.path.abspath(args.json))):
         parser.error(f'--json {args.json}: its folder does not exist')
-    multi_level = 'deformable' in args.model or args.model == 'dino'
-    asked = set(args.only or ()) | ({'scaling'} if args.scaling else set())
-    if args.only and not asked - ({'transformer_train', 'scaling'}
-                                  if multi_level else {'sampling'}):
+    multi_level = 'num_feature_levels' in load_config(os.path.join(
+        REPO_CONFIG_DIR, R50_CONFIGS[args.model])).model
+    # sampling: deformable attention's; the transformer-only items feed one
+    # 2048-channel map through the neck: single-level models only
+    unmeasured = {'transformer_train', 'scaling'} if multi_level else \
+        {'sampling'}
+    wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
+                                             else set())
+    if args.only and not wanted - unmeasured:
         parser.error(f'--only {" ".join(args.only)}: not measured for '
                      f'{args.model} (sampling: multi-level models only; '
                      'transformer_train, scaling: single-level only)')
@@ -448,18 +454,10 @@ def main() -> None:
     theirs, ours = theirs.to(args.device), ours.to(args.device)
     MODELS = (theirs, ours)
     check_parity(theirs, ours, args.device)
-    wanted = set(args.only or ITEMS[:-1]) | ({'scaling'} if args.scaling
-                                             else set())
-    if not hasattr(ours, 'num_feature_levels'):
-        wanted.discard('sampling')  # no deformable attention
-    else:
-        # the transformer-only items feed one 2048-channel map through the
-        # neck: single-level models only
-        skipped = wanted & {'transformer_train', 'scaling'}
-        if skipped:
-            print(f'not measured for {VARIANT} (multi-level): '
-                  f'{sorted(skipped)}')
-        wanted -= skipped
+    if multi_level and wanted & unmeasured:
+        print(f'not measured for {VARIANT} (multi-level): '
+              f'{sorted(wanted & unmeasured)}')
+    wanted -= unmeasured
     want = wanted.__contains__
     results = dict(model=VARIANT, device=args.device,
                    threads=torch.get_num_threads(),
@@ -486,7 +484,7 @@ def main() -> None:
                bench_transformer_train(theirs, ours, dev, rep))
     if want('inference'):
         record('inference', bench_inference(theirs, ours, dev, rep))
-    if want('inference') and not hasattr(ours, 'num_feature_levels'):
+    if want('inference') and not multi_level:
         mem = {impl: transformer_peak_memory(impl, (25, 42), dev)
                for impl in ('mmdet', 'plugin')}
         results['transformer_infer_memory_bytes'] = mem
