@@ -8,6 +8,8 @@ everything it does not define (``ResNet``, ``CocoDataset``, transforms,
 registered into mmdet's registries, so importing this package changes nothing
 that mmdet's own configs build.
 """
+from typing import Optional
+
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
@@ -29,3 +31,13 @@ def _child(parent: Registry) -> Registry:
 globals().update({
     name: _child(parent) for name, parent in vars(mmdet_registry).items()
     if isinstance(parent, Registry) and parent.scope == 'mmdet'})
+
+
+def registered_class(registry: Registry, kind) -> Optional[type]:
+    """The class a config's ``type`` names in ``registry`` (``kind``
+    itself when a class), or None."""
+    try:
+        found = kind if isinstance(kind, type) else registry.get(kind)
+    except Exception:  # a type of a scope not imported here
+        return None
+    return found if isinstance(found, type) else None

@@ -13,7 +13,7 @@ from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 
-from ..registry import DATASETS, METRICS
+from ..registry import DATASETS, METRICS, registered_class
 from .checked_coco import CheckedCocoDataset, DatasetReport
 from .coco_annotations import (DatasetCheckError, ids_text, load_coco_json,
                                match_classes)
@@ -36,21 +36,12 @@ def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
     return [(key, dataset_cfg)]
 
 
-def _registered(registry, cfg: dict):
-    """The class that ``cfg['type']`` names, or ``None``."""
-    kind = cfg.get('type')
-    try:
-        return kind if isinstance(kind, type) else registry.get(kind)
-    except Exception:  # a type of a scope not imported here
-        return None
-
-
 def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
                   hand_off: bool) -> DatasetReport:
     """The report of the dataset of ``ds_cfg`` (config ``key``), built
     through the registry and loaded; other types and remote files are not
     checked (``skipped``)."""
-    cls = _registered(DATASETS, ds_cfg)
+    cls = registered_class(DATASETS, ds_cfg.get('type'))
     if not (isinstance(cls, type) and issubclass(cls, CheckedCocoDataset)):
         return DatasetReport(key, skipped=(
             f'type {ds_cfg.get("type")!r} has no data checks '
@@ -272,7 +263,8 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
                     if r.classes), None)
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else ''
-        cls = _registered(METRICS, metric) if ann_file else None
+        cls = registered_class(METRICS, metric.get('type')) if ann_file \
+            else None
         key = f'{split}_evaluator' + (f'[{i}]' if len(metrics) > 1 else '')
         if cls and issubclass(cls, CocoPanopticMetric):
             errors += segment_prefix_errors(metric, key, reports)

@@ -144,7 +144,7 @@ def check_hook_arguments(cfg: Config) -> None:
     naming the key."""
     from mmengine.hooks import CheckpointHook
 
-    from ..registry import HOOKS
+    from ..registry import HOOKS, registered_class
     hooks = [(f'default_hooks.{name}', hook) for name, hook in
              (cfg.get('default_hooks') or {}).items()] + \
         [(f'custom_hooks.{i}', hook)
@@ -152,8 +152,8 @@ def check_hook_arguments(cfg: Config) -> None:
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         for key, hook in hooks:
             kind = hook.get('type') if isinstance(hook, dict) else None
-            cls = HOOKS.get(kind) if isinstance(kind, str) else kind
-            if not isinstance(cls, type):
+            cls = registered_class(HOOKS, kind)
+            if cls is None:
                 continue  # none, built, or unknown: the runner names it
             names, open_ended = init_arguments(cls)
             if open_ended and not issubclass(cls, CheckpointHook):
@@ -221,19 +221,13 @@ def named_argument_errors(cfg: Config):
 
 
 def _registered_class(kind) -> Optional[type]:
-    """The class a config's ``type`` names in a registry of the current
+    """The class a config's ``type`` names in any registry of the current
     scope (``kind`` itself when a class), or None."""
     from .. import registry
-    if isinstance(kind, type) or not isinstance(kind, str):
-        return kind if isinstance(kind, type) else None
-    for name, found in sorted(vars(registry).items()):
-        try:
-            found = found.get(kind) if isinstance(found, Registry) else None
-        except Exception:  # a type of a scope not imported here
-            found = None
-        if isinstance(found, type):
-            return found
-    return None
+    return next(filter(None, (
+        registry.registered_class(found, kind)
+        for _, found in sorted(vars(registry).items())
+        if isinstance(found, Registry))), None)
 
 
 def _config_items(node, prefix: str = ''):
