@@ -84,3 +84,38 @@ def test_attn_mask_and_positions_equal_torch():
     unmasked = ours(query, key, value, query_pos=query_pos, key_pos=key_pos,
                     key_padding_mask=padding)
     assert (unmasked - got).abs().max() > 1e-3
+
+
+def test_training_dropout_drops_attention_weights():
+    """In training on a CPU, attention dropout runs on the explicit path:
+    each weight of a query's row is dropped or scaled by 1 / (1 - p), the
+    padded keys stay at zero, and without ``keep_weights`` the same
+    random draws give the same output."""
+    from detr_plugin.models.attention import dot_product_attention
+    torch.manual_seed(3)
+    q, k = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 7, 8)
+    attend = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    attend[1, ..., 5:] = False
+    eye = torch.eye(7).expand(2, 4, 7, 7)  # the output is the weights
+    torch.manual_seed(4)
+    dropped, weights = dot_product_attention(q, k, eye, attend, 0.5,
+                                             keep_weights=True)
+    expected = (q @ k.transpose(-2, -1) / 8**0.5).masked_fill(
+        ~attend, float('-inf')).softmax(-1)
+    assert (weights - expected).abs().max() < 1e-6
+    kept = dropped != 0
+    assert (dropped[kept] - 2 * expected[kept]).abs().max() < 1e-6
+    assert 0.3 < kept[..., :5].float().mean() < 0.7
+    assert not kept[1, ..., 5:].any()
+    torch.manual_seed(4)
+    again, none = dot_product_attention(q, k, eye, attend, 0.5)
+    assert none is None and torch.equal(again, dropped)
+    # the module trains on this path: its output is random in training
+    # (dropout) and deterministic in eval mode
+    _, ours = _pair(seed=5)
+    ours.attn_drop = 0.5
+    query, key, value = _inputs()
+    ours.train()
+    assert not torch.equal(ours(query, key, value), ours(query, key, value))
+    ours.eval()
+    assert torch.equal(ours(query, key, value), ours(query, key, value))

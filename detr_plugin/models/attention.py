@@ -1,19 +1,19 @@
-"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``.
+"""Multi-head attention on ``F.scaled_dot_product_attention`` (torch).
 
 The parameters are laid out as in ``torch.nn.MultiheadAttention``
 (``in_proj_weight`` ``(3D, D)``, ``in_proj_bias`` ``(3D,)``, ``out_proj``), so
 weights of the official DETR and of mmdet/mmcv load unchanged. mmcv's wrapper
 calls ``nn.MultiheadAttention`` with ``need_weights=True``, which never reaches
 the fused kernels; here the fused path is the default and the explicit path
-(which also yields the weights) runs only when asked for.
+runs when the weights are asked for or when dropout trains on a CPU
+(:func:`dot_product_attention` says why).
 
 Every attention of this package takes the same keyword inputs from its layer
 (``query_pos``, ``key_pos``, ``attn_mask``, ``key_padding_mask`` and whatever a
 variant adds, e.g. reference points) and decides itself where positions go:
 this one adds them to queries and keys, never to values (DETR, section A.3).
 """
-import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,43 @@ def attend_mask(attn_mask: Optional[Tensor],
         keys = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Lk)
         attend = keys if attend is None else attend & keys
     return attend
+
+
+def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
+                          attend: Optional[Tensor] = None,
+                          dropout_p: float = 0.,
+                          keep_weights: bool = False
+                          ) -> Tuple[Tensor, Optional[Tensor]]:
+    """``softmax(q k^T / sqrt(d)) v`` per head, with dropout on the weights.
+
+    Args:
+        q: ``(B, H, Lq, d)``; k: ``(B, H, Lk, d)``; v: ``(B, H, Lk, dv)``.
+        attend: bool, True = attend, broadcastable to ``(B, H, Lq, Lk)``
+            (:func:`attend_mask`); or None.
+        dropout_p: dropout probability on the weights (0 in eval mode).
+        keep_weights: also return the weights.
+
+    Returns:
+        ``(B, H, Lq, dv)``, and the weights ``(B, H, Lq, Lk)`` (detached) when
+        ``keep_weights``, else None.
+
+    ``scaled_dot_product_attention`` unless the weights are wanted or it
+    would drop out on a CPU: there it has no fused kernel and takes its
+    math path, which scales q and k separately and guards every row of
+    weights against a fully masked one (``_safe_softmax``: ``isneginf``,
+    ``all``, ``where`` over ``(B, H, Lq, Lk)``); that made DETR's transformer
+    training pass slower than mmdet's explicit one
+    (``tools/benchmark.py --only transformer_train``, docs/speed.md).
+    """
+    if not keep_weights and (dropout_p == 0. or q.device.type != 'cpu'):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attend, dropout_p=dropout_p), None
+    logits = (q * q.size(-1)**-0.5) @ k.transpose(-2, -1)
+    if attend is not None:
+        logits = logits.masked_fill(~attend, float('-inf'))
+    weights = logits.softmax(dim=-1)
+    return F.dropout(weights, dropout_p) @ v, \
+        weights.detach() if keep_weights else None
 
 
 @MODELS.register_module()
@@ -132,23 +169,11 @@ class MultiheadAttention(BaseModule):
                                    (value, w_v, b_v)))
         attend = attend_mask(attn_mask, key_padding_mask, self.num_heads,
                              query.size(0))
-        dropout_p = self.attn_drop if self.training else 0.
+        out, weights = dot_product_attention(
+            q, k, v, attend, self.attn_drop if self.training else 0.,
+            keep_weights=self.keep_weights)
         if self.keep_weights:
-            out = self._explicit_attention(q, k, v, attend, dropout_p)
-        else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attend, dropout_p=dropout_p)
+            self.attn_weights = weights
         batch, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, length, self.embed_dims)
         return self.proj_drop(self.out_proj(out))
-
-    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor,
-                            attend: Optional[Tensor],
-                            dropout_p: float) -> Tensor:
-        """softmax(q k^T / sqrt(d)) v, keeping the weights ``(B, H, Lq, Lk)``."""
-        logits = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-        if attend is not None:
-            logits = logits.masked_fill(~attend, float('-inf'))
-        weights = logits.softmax(dim=-1)
-        self.attn_weights = weights.detach()
-        return F.dropout(weights, dropout_p, self.training) @ v

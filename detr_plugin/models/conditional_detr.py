@@ -21,13 +21,12 @@ layers and the head are DETR's.
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.layers.transformer import coordinate_to_encoding
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .attention import attend_mask, split_heads
+from .attention import attend_mask, dot_product_attention, split_heads
 from .detr import DETR
 from .detr_head import MLP
 from .transformer_layers import DetrTransformerDecoder
@@ -112,11 +111,10 @@ class ConditionalAttention(BaseModule):
             sine = split_heads(self.qpos_sine_proj(ref_sine_embed), heads)
             q = torch.cat((q, sine), -1)  # (B, H, Lq, 2 D / H)
             k = torch.cat((k, split_heads(k_pos, heads)), -1)
-        out = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=attend_mask(attn_mask, key_padding_mask,
-                                  self.num_heads, query.size(0)),
-            dropout_p=self.attn_drop if self.training else 0.)
+        out, _ = dot_product_attention(
+            q, k, v, attend_mask(attn_mask, key_padding_mask, heads,
+                                 query.size(0)),
+            self.attn_drop if self.training else 0.)
         out = out.transpose(1, 2).flatten(2)  # (B, Lq, D)
         return self.proj_drop(self.out_proj(out))
 
