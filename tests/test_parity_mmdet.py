@@ -1,7 +1,10 @@
 """With identical weights, the plugin's DETR R50 computes what mmdet 3.3.0's
 DETR R50 computes: raw outputs, every loss term and the detections."""
+from functools import partial
+
 import pytest
 import torch
+from mmengine.analysis import FlopAnalyzer
 from scipy.optimize import linear_sum_assignment
 
 from detr_plugin.checkpoint_converters import mmdet_to_plugin, plugin_to_mmdet
@@ -56,7 +59,7 @@ def test_every_loss_term_matches(models, case):
                      for kind in ['cls', 'bbox', 'iou']}
     assert set(their_losses) == expected_keys
     assert set(our_losses) == expected_keys | {'class_error',
-                                                'cardinality_error'}
+                                               'cardinality_error'}
     for key in expected_keys:
         theirs_v, ours_v = float(their_losses[key]), float(our_losses[key])
         assert abs(ours_v - theirs_v) <= 1e-4 * max(abs(theirs_v), 1e-6), \
@@ -100,3 +103,26 @@ def assert_same_detections(our_preds, their_preds, num_per_img,
         assert torch.equal(o.labels[rows], t.labels[cols])
         assert (o.bboxes[rows] - t.bboxes[cols]).abs().max() < 1e-3  # pixels
         assert (o.scores[rows] - t.scores[cols]).abs().max() < 1e-5
+
+
+def test_flop_count_matches(models):
+    """mmengine's FLOP counter (behind mmdet's
+    tools/analysis_tools/get_flops.py) counts the same for both: our
+    attention's scaled_dot_product_attention op has a handle, as mmdet's bmm
+    has."""
+    inputs, samples = make_batch([(128, 160)], [1], seed=4)
+    by_operator = []
+    for model in models:
+        # what get_flops.py does: forward in 'tensor' mode with the samples
+        model.forward = partial(type(model).forward, model,
+                                data_samples=samples)
+        try:
+            by_operator.append(FlopAnalyzer(model, inputs).by_operator())
+        finally:
+            del model.forward
+    theirs, ours = by_operator
+    assert sum(ours.values()) == sum(theirs.values())
+    # per query-key pair, q k^T and weights v over 256 / 8 = 32 dims each,
+    # x 8 heads x 6 layers; 4 x 5 encoder tokens and 100 queries
+    pairs = 20 * 20 + 100 * 100 + 100 * 20
+    assert ours['scaled_dot_product_attention'] == pairs * (32 + 32) * 8 * 6
