@@ -8,7 +8,8 @@ row 1, the last decoder layer's cross-attention of the query behind each of
 the ``--topk`` best detections (head-averaged, over the stride-32 feature
 map); row 2, the image with that detection's box, label and score; row 3, the
 image with the reference points (by default the centres of the best 4
-boxes) and the last encoder layer's self-attention from each of them.
+boxes, or of all ``--topk`` if fewer) and the last encoder layer's
+self-attention from each of them.
 """
 import argparse
 import os
@@ -40,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='detections whose decoder attention is shown')
     parser.add_argument('--points', nargs='+', type=parse_point,
                         help='encoder reference points X,Y in image pixels '
-                        '(default: centres of the 4 best boxes)')
+                        '(default: centres of the 4 best boxes, at most '
+                        '--topk)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N')
     return parser.parse_args(argv)
 
