@@ -105,22 +105,23 @@ def assert_same_detections(our_preds, their_preds, num_per_img,
         assert (o.scores[rows] - t.scores[cols]).abs().max() < 1e-5
 
 
+def flops_by_operator(model, inputs, samples):
+    """mmengine's FLOP count per operator, as mmdet's
+    tools/analysis_tools/get_flops.py takes it: forward in 'tensor' mode with
+    the samples."""
+    model.forward = partial(type(model).forward, model, data_samples=samples)
+    try:
+        return FlopAnalyzer(model, inputs).by_operator()
+    finally:
+        del model.forward
+
+
 def test_flop_count_matches(models):
-    """mmengine's FLOP counter (behind mmdet's
-    tools/analysis_tools/get_flops.py) counts the same for both: our
-    attention's scaled_dot_product_attention op has a handle, as mmdet's bmm
-    has."""
+    """mmengine's FLOP counter counts the same for both: our attention's
+    scaled_dot_product_attention op has a handle, as mmdet's bmm has."""
     inputs, samples = make_batch([(128, 160)], [1], seed=4)
-    by_operator = []
-    for model in models:
-        # what get_flops.py does: forward in 'tensor' mode with the samples
-        model.forward = partial(type(model).forward, model,
-                                data_samples=samples)
-        try:
-            by_operator.append(FlopAnalyzer(model, inputs).by_operator())
-        finally:
-            del model.forward
-    theirs, ours = by_operator
+    theirs, ours = (flops_by_operator(model, inputs, samples)
+                    for model in models)
     assert sum(ours.values()) == sum(theirs.values())
     # per query-key pair, q k^T and weights v over 256 / 8 = 32 dims each,
     # x 8 heads x 6 layers; 4 x 5 encoder tokens and 100 queries

@@ -136,7 +136,8 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
                           query_pos=self.query_pos(query_pos, scaled),
                           key_padding_mask=key_padding_mask,
                           reference_points=scaled, **kwargs)
-            if reg_branches is not None:
+            # the last layer's refined boxes would feed no layer: not computed
+            if reg_branches is not None and i + 1 < len(self.layers):
                 refined = refine(reg_branches[i](query), reference_points,
                                  self.refine_eps)
                 reference_points = refined.detach()
@@ -349,8 +350,8 @@ class DeformableDETR(DETR):
                 (centres, torch.full_like(centres, 0.05 * 2.0**level)), -1))
             start += h * w
         proposals = torch.cat(proposals, 1)
-        invalid = ((proposals <= 0.01) | (proposals >= 0.99)).any(-1,
-                                                                 True)
+        invalid = ((proposals <= 0.01) | (proposals >= 0.99)).any(
+            -1, keepdim=True)
         if memory_mask is not None:
             invalid = invalid | memory_mask[..., None]
         proposals = inverse_sigmoid(proposals, eps=0).masked_fill(
