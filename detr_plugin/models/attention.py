@@ -79,8 +79,11 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
     math path, which scales q and k separately and guards every row of
     weights against a fully masked one (``_safe_softmax``: ``isneginf``,
     ``all``, ``where`` over ``(B, H, Lq, Lk)``); that made DETR's transformer
-    training pass slower than mmdet's explicit one
-    (``tools/benchmark.py --only transformer_train``, docs/speed.md).
+    training pass slower than mmdet's explicit one on an AMX Xeon
+    (``tools/benchmark.py --only transformer_train``, docs/speed.md). Unlike
+    that guard (and like ``nn.MultiheadAttention``) the explicit path gives
+    NaN for a query with every key masked; no model here makes one (padding
+    leaves a pixel, a denoising group sees itself).
     """
     if not keep_weights and (dropout_p == 0. or q.device.type != 'cpu'):
         return F.scaled_dot_product_attention(
@@ -96,9 +99,10 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
 def _sdpa_flop_jit(inputs: List, outputs: List) -> int:
     """FLOPs of ``aten::scaled_dot_product_attention`` for mmengine's
     ``FlopAnalyzer``, counted as its ``matmul`` handle counts ``q k^T`` and
-    ``weights v`` (a multiply-add is one FLOP): ``B H Lq Lk (d + dv)``."""
-    (*batch, q_len, q_dims), (*_, k_len, _), (*_, v_dims) = (
-        get_shape(value) for value in inputs[:3])
+    ``weights v`` (a multiply-add is one FLOP): ``B H Lq Lk (d + dv)``, with
+    ``B H`` from the output (q, k and v may broadcast)."""
+    (*_, q_dims), (*_, k_len, _) = get_shape(inputs[0]), get_shape(inputs[1])
+    *batch, q_len, v_dims = get_shape(outputs[0])
     return prod(batch) * q_len * k_len * (q_dims + v_dims)
 
 
