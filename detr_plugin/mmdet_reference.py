@@ -109,6 +109,18 @@ def same_proposal_ranking(theirs, ours):
         del ours.proposal_score
 
 
+def layer_references(references, num_layers: int):
+    """mmdet's forms of a head's references -- ``(B, Q, R)`` for every
+    layer (Conditional DETR), ``(L, B, Q, R)`` (DAB-DETR) or a list per
+    layer (Deformable DETR, DINO) -- as the one form our heads take: a list
+    of ``(B, Q, R)``, one per layer."""
+    if not torch.is_tensor(references):
+        return list(references)
+    if references.dim() == 3:
+        return [references] * num_layers
+    return list(references.unbind(0))
+
+
 def fill_zero_weights(model: nn.Module, seed: int = 0,
                       std: float = 0.02) -> nn.Module:
     """Give every all-zero parameter (zero-initialized biases, DAB-DETR's

@@ -14,6 +14,21 @@ from helpers.data import make_shapes  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs a GPU (bash tools/run_tests.sh --cuda runs '
+        'these; skipped where torch sees no CUDA)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs CUDA: torch sees no GPU here')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory) -> str:
     """A test module's synthetic shapes set (6 train, 2 val images of 64 x 64,

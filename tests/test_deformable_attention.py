@@ -32,12 +32,13 @@ def test_cpu_path_equals_mmcvs_sampling():
     value, locations, weights = sampling_inputs()
     expected = multi_scale_deformable_attn_pytorch(value, SHAPES, locations,
                                                    weights)
-    got = sample_levels_cpu(value, SHAPES, START, locations, weights)
+    got = sample_levels_cpu(value, SHAPES.tolist(), locations, weights)
     assert got.shape == expected.shape == (2, 13, 32)
     assert (got - expected).abs().max() < 1e-5
     # far outside every map: nothing is sampled
     far = torch.full_like(locations, 3.)
-    assert sample_levels_cpu(value, SHAPES, START, far, weights).abs().max() \
+    assert sample_levels_cpu(value, SHAPES.tolist(), far,
+                             weights).abs().max() \
         == 0
 
 
@@ -48,7 +49,7 @@ def test_training_path_equals_mmcvs_sampling_and_gradients():
                                                    weights)
     upstream = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, inputs, upstream)
-    got = sample_levels_grid(value, SHAPES, locations, weights)
+    got = sample_levels_grid(value, SHAPES.tolist(), locations, weights)
     grads = torch.autograd.grad(got, inputs, upstream)
     assert got.shape == expected.shape == (2, 13, 32)
     assert (got - expected).abs().max() < 1e-5

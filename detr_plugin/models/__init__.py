@@ -31,6 +31,7 @@ __all__ = [
     'DETRPanoptic', 'HungarianAssigner', 'MaskHeadSmallConv', 'MHAttentionMap',
     'MultiheadAttention',
     'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
-    'FocalLossCost', 'IoUCost', 'LearnedPositionalEncoding', 'SinePositionalEncoding',
+    'FocalLossCost', 'IoUCost', 'LearnedPositionalEncoding',
+    'SinePositionalEncoding',
     'BaseTransformerLayer', 'DetrTransformerDecoder', 'DetrTransformerEncoder'
 ]

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..registry import MODELS
 from .attention import attend_mask, dot_product_attention, split_heads
+from .box_precision import sigmoid_references
 from .detr import DETR
 from .detr_head import MLP
 from .transformer_layers import DetrTransformerDecoder
@@ -152,7 +153,8 @@ class ConditionalDetrTransformerDecoder(DetrTransformerDecoder):
             ``hidden_states`` ``(L, B, Q, D)`` (after ``post_norm``) and the
             reference points ``(B, Q, 2)``, normalized (cx, cy).
         """
-        references = self.ref_point_head(query_pos).sigmoid()  # (B, Q, 2)
+        # (B, Q, 2), float32 under autocast (the head inverts the sigmoid)
+        references = sigmoid_references(self.ref_point_head(query_pos))
         sine = coordinate_to_encoding(references, self.embed_dims // 2)
         outputs = []
         for i, layer in enumerate(self.layers):
@@ -177,8 +179,9 @@ class ConditionalDETR(DETR):
     def forward_decoder(self, query: Tensor, query_pos: Tensor,
                         memory: Tensor, memory_mask: Optional[Tensor],
                         memory_pos: Tensor) -> Dict:
-        """``hidden_states`` ``(L, B, Q, D)`` and ``references``
-        ``(B, Q, 2)``."""
+        """``hidden_states`` ``(L, B, Q, D)`` and ``references``, each
+        layer's ``(B, Q, 2)`` (the same points)."""
         hidden_states, references = self.decoder(
             query, memory, query_pos, memory_pos, memory_mask)
-        return dict(hidden_states=hidden_states, references=references)
+        return dict(hidden_states=hidden_states,
+                    references=[references] * len(hidden_states))

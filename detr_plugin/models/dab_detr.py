@@ -20,14 +20,14 @@ DETR's and DETR's; the classifier is sigmoid focal.
 from typing import Dict, Optional, Tuple
 
 import torch
-from mmdet.models.layers.transformer import (coordinate_to_encoding,
-                                             inverse_sigmoid)
+from mmdet.models.layers.transformer import coordinate_to_encoding
 from torch import Tensor, nn
 
 from ..registry import MODELS
 from .conditional_detr import ConditionalDetrTransformerDecoder
 from .detr import DETR
-from .detr_head import MLP
+from .box_precision import sigmoid_references
+from .detr_head import MLP, refine
 from .transformer_layers import DetrTransformerEncoder
 
 
@@ -85,11 +85,11 @@ class DabDetrTransformerDecoder(ConditionalDetrTransformerDecoder):
 
         Returns:
             ``hidden_states`` ``(L, B, Q, D)`` (after ``post_norm``) and the
-            anchor each layer started from, ``(L, B, Q, 4)`` normalized
-            (cx, cy, w, h).
+            anchor each layer started from, ``(B, Q, 4)`` normalized (cx,
+            cy, w, h) each.
         """
         half = self.embed_dims // 2
-        anchors = query_pos.sigmoid()
+        anchors = sigmoid_references(query_pos)
         outputs, layer_anchors = [], [anchors]
         for i, layer in enumerate(self.layers):
             sine = coordinate_to_encoding(anchors, half)  # (B, Q, 2 D)
@@ -106,8 +106,7 @@ class DabDetrTransformerDecoder(ConditionalDetrTransformerDecoder):
                           is_first=i == 0, **kwargs)
             # the head's loss sees the refined anchor with its gradient; the
             # next layer starts from it detached
-            refined = (reg_branches(query) +
-                       inverse_sigmoid(anchors)).sigmoid()
+            refined = refine(reg_branches(query), anchors)
             layer_anchors.append(refined)
             anchors = refined.detach()
             if self.return_intermediate or i == len(self.layers) - 1:
@@ -115,7 +114,7 @@ class DabDetrTransformerDecoder(ConditionalDetrTransformerDecoder):
         layer_anchors = layer_anchors[:-1]  # the anchor each layer started at
         if not self.return_intermediate:
             layer_anchors = layer_anchors[-1:]
-        return torch.stack(outputs), torch.stack(layer_anchors)
+        return torch.stack(outputs), layer_anchors
 
 
 @MODELS.register_module()
@@ -152,7 +151,7 @@ class DABDETR(DETR):
                         memory: Tensor, memory_mask: Optional[Tensor],
                         memory_pos: Tensor) -> Dict:
         """``hidden_states`` ``(L, B, Q, D)`` and ``references`` (each
-        layer's anchor) ``(L, B, Q, 4)``."""
+        layer's anchor ``(B, Q, 4)``)."""
         hidden_states, references = self.decoder(
             query, memory, query_pos, memory_pos, memory_mask,
             reg_branches=self.bbox_head.reg_mlp)

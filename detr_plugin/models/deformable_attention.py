@@ -18,7 +18,7 @@ stacking all of them first; without gradients :func:`sample_levels_cpu`
 computes the same bilinear sums as gathers of contiguous value rows. mmcv's
 own function is what ONNX tracing records.
 """
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +28,14 @@ from mmcv.ops.multi_scale_deform_attn import (
 from torch import Tensor
 
 from ..registry import MODELS
+from .box_precision import float32_box_math
+
+# (h_l, w_l) of each feature level as Python ints: the CPU paths loop over
+# them, and reading them off a device tensor would synchronize each time
+LevelShapes = Sequence[Tuple[int, int]]
 
 
-def sample_levels_grid(value: Tensor, spatial_shapes: Tensor,
+def sample_levels_grid(value: Tensor, level_shapes: LevelShapes,
                        locations: Tensor, weights: Tensor) -> Tensor:
     """mmcv's ``multi_scale_deformable_attn_pytorch``, level by level: the
     same ``grid_sample`` per level, but each level's ``(B*H, D/H, Q, K)``
@@ -41,11 +46,11 @@ def sample_levels_grid(value: Tensor, spatial_shapes: Tensor,
     both (Deformable DETR's encoder at 512 x 640, 6,800 queries): forward +
     backward 1.04-1.55x faster than mmcv's on the 2-core development CPU
     (AMD EPYC, avx512_bf16, 2 threads, medians of 5-7, four runs). Arguments
-    and result as :func:`sample_levels_cpu`, without ``level_start_index``.
+    and result as :func:`sample_levels_cpu`.
     """
     batch, _, heads, dims = value.shape
     queries = locations.size(1)
-    shapes = spatial_shapes.tolist()
+    shapes = level_shapes
     # (L, B*H, Q, K, 2) and (L, B*H, 1, Q, K)
     grids = (2 * locations - 1).permute(3, 0, 2, 1, 4, 5).flatten(1, 2)
     grids = grids.contiguous()
@@ -62,9 +67,8 @@ def sample_levels_grid(value: Tensor, spatial_shapes: Tensor,
     return out.view(batch, heads * dims, queries).transpose(1, 2)
 
 
-def sample_levels_cpu(value: Tensor, spatial_shapes: Tensor,
-                      level_start_index: Tensor, locations: Tensor,
-                      weights: Tensor) -> Tensor:
+def sample_levels_cpu(value: Tensor, level_shapes: LevelShapes,
+                      locations: Tensor, weights: Tensor) -> Tensor:
     """What mmcv's ``multi_scale_deformable_attn_pytorch`` computes -- the
     attention-weighted sum of bilinear samples, zero outside each map
     (``grid_sample`` with ``align_corners=False``) -- as one
@@ -80,8 +84,7 @@ def sample_levels_cpu(value: Tensor, spatial_shapes: Tensor,
 
     Args:
         value: ``(B, S, H, D/H)``.
-        spatial_shapes: ``(L, 2)`` long, ``(h_l, w_l)``.
-        level_start_index: ``(L,)`` long.
+        level_shapes: ``(h_l, w_l)`` of each level, Python ints.
         locations: ``(B, Q, H, L, K, 2)`` normalized (x, y) per level.
         weights: ``(B, Q, H, L, K)``.
 
@@ -95,11 +98,12 @@ def sample_levels_cpu(value: Tensor, spatial_shapes: Tensor,
     table_row = (torch.arange(batch, device=value.device)[:, None, None,
                                                           None] * heads +
                  torch.arange(heads, device=value.device)[:, None]) * size
-    rows, row_weights = [], []
-    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+    rows, row_weights, level_start = [], [], 0
+    for level, (height, width) in enumerate(level_shapes):
         (x0, wx0), (x1, wx1) = _neighbours(locations[level, 0], width)
         (y0, wy0), (y1, wy1) = _neighbours(locations[level, 1], height)
-        start = table_row + int(level_start_index[level])  # (B, 1, H, 1)
+        start = table_row + level_start  # (B, 1, H, 1)
+        level_start += height * width
         rows.append(torch.stack((start + y0 * width + x0,
                                  start + y0 * width + x1,
                                  start + y1 * width + x0,
@@ -159,6 +163,7 @@ class DeformableAttention(MultiScaleDeformableAttention):
                 reference_points: Optional[Tensor] = None,
                 spatial_shapes: Optional[Tensor] = None,
                 level_start_index: Optional[Tensor] = None,
+                level_shapes: Optional[LevelShapes] = None,
                 **kwargs) -> Tensor:
         """Sample the value maps around each query's reference point.
 
@@ -174,6 +179,8 @@ class DeformableAttention(MultiScaleDeformableAttention):
                 or ``(B, Lq, L, 4)`` (cx, cy, w, h).
             spatial_shapes: ``(L, 2)`` long, ``(h_l, w_l)``.
             level_start_index: ``(L,)`` long, where each map starts in ``S``.
+            level_shapes: ``spatial_shapes`` as Python ints (read off the
+                tensor when None).
             **kwargs: other attentions' inputs (ignored).
 
         Returns:
@@ -190,9 +197,31 @@ class DeformableAttention(MultiScaleDeformableAttention):
         heads_levels_points = (batch, num_queries, self.num_heads,
                                self.num_levels, self.num_points)
         offsets = self.sampling_offsets(query).view(*heads_levels_points, 2)
-        weights = self.attention_weights(query).view(
-            batch, num_queries, self.num_heads, -1).softmax(-1).view(
-                *heads_levels_points)
+        weight_logits = self.attention_weights(query).view(
+            batch, num_queries, self.num_heads, -1)
+        out = self.sample(value, offsets, weight_logits, reference_points,
+                          spatial_shapes, level_start_index,
+                          level_shapes or spatial_shapes.tolist())
+        return self.dropout(self.output_proj(out))
+
+    @float32_box_math
+    def sample(self, value: Tensor, offsets: Tensor, weight_logits: Tensor,
+               reference_points: Tensor, spatial_shapes: Tensor,
+               level_start_index: Tensor, level_shapes: LevelShapes
+               ) -> Tensor:
+        """The attention-weighted bilinear samples ``(B, Lq, D)``, in float32
+        under any autocast: the sampling locations are box math, and mmcv's
+        CUDA kernel would cast them and the weights to the values' dtype
+        (fp16 under autocast) and accumulate their gradients in it.
+
+        Args:
+            value: ``(B, S, H, D/H)``.
+            offsets: ``(B, Lq, H, L, K, 2)`` predicted sampling offsets.
+            weight_logits: ``(B, Lq, H, L*K)`` before their softmax.
+            reference_points, spatial_shapes, level_start_index,
+                level_shapes: as :meth:`forward`'s.
+        """
+        weights = weight_logits.softmax(-1).view(offsets.shape[:-1])
         points = reference_points[:, :, None, :, None]  # (B, Lq, 1, L, 1, R)
         if reference_points.size(-1) == 2:  # offsets in pixels of the level
             width_height = spatial_shapes.flip(-1)  # (L, 2) as (w, h)
@@ -201,16 +230,12 @@ class DeformableAttention(MultiScaleDeformableAttention):
             locations = points[..., :2] + offsets / self.num_points * \
                 points[..., 2:] * 0.5
         if value.is_cuda:
-            out = MultiScaleDeformableAttnFunction.apply(
+            return MultiScaleDeformableAttnFunction.apply(
                 value, spatial_shapes, level_start_index, locations, weights,
                 self.im2col_step)
-        elif torch.jit.is_tracing():
-            out = multi_scale_deformable_attn_pytorch(
+        if torch.jit.is_tracing():
+            return multi_scale_deformable_attn_pytorch(
                 value, spatial_shapes, locations, weights)
-        elif torch.is_grad_enabled():
-            out = sample_levels_grid(value, spatial_shapes, locations,
-                                     weights)
-        else:
-            out = sample_levels_cpu(value, spatial_shapes, level_start_index,
-                                    locations, weights)
-        return self.dropout(self.output_proj(out))
+        if torch.is_grad_enabled():
+            return sample_levels_grid(value, level_shapes, locations, weights)
+        return sample_levels_cpu(value, level_shapes, locations, weights)

@@ -23,6 +23,7 @@ Here: the encoder and decoder (reference points), :class:`DeformableDETR`
 and box MLP per decoder layer, plus the proposals' binary loss).
 """
 import copy
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -32,7 +33,8 @@ from mmengine.model import bias_init_with_prob
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .deformable_attention import DeformableAttention
+from .box_precision import sigmoid_references
+from .deformable_attention import DeformableAttention, LevelShapes
 from .detr import DETR, resize_mask
 from .detr_head import DETRHead, refine
 from .match_costs import BatchedTargets
@@ -52,8 +54,9 @@ def valid_ratio(mask: Optional[Tensor], batch: int,
     nothing is padded)."""
     if mask is None:
         return torch.ones(batch, 2, device=device)
-    return valid_size(mask) / mask.new_tensor(mask.shape[:0:-1],
-                                              dtype=torch.float32)
+    height, width = mask.shape[1:]
+    return torch.stack(((~mask[:, 0, :]).sum(1) / width,
+                        (~mask[:, :, 0]).sum(1) / height), -1)
 
 
 def level_grid(height: int, width: int, device: torch.device) -> Tensor:
@@ -81,18 +84,23 @@ class DeformableDetrTransformerEncoder(DetrTransformerEncoder):
 
     def forward(self, query: Tensor, query_pos: Tensor,
                 key_padding_mask: Optional[Tensor], spatial_shapes: Tensor,
-                valid_ratios: Tensor, **kwargs) -> Tensor:
+                valid_ratios: Tensor,
+                level_shapes: Optional[LevelShapes] = None,
+                **kwargs) -> Tensor:
         """Encode ``(B, S, D)`` flattened levels (positions ``query_pos``,
-        padding ``(B, S)``) of ``spatial_shapes`` ``(L, 2)`` with
-        ``valid_ratios`` ``(B, L, 2)``; returns the memory ``(B, S, D)``."""
+        padding ``(B, S)``) of ``spatial_shapes`` ``(L, 2)`` (and as Python
+        ints, ``level_shapes``) with ``valid_ratios`` ``(B, L, 2)``; returns
+        the memory ``(B, S, D)``."""
+        level_shapes = level_shapes or spatial_shapes.tolist()
         centres = torch.cat([
             level_grid(h, w, query.device) / (valid_ratios[:, None, level] *
-                                              query.new_tensor([w, h]))
-            for level, (h, w) in enumerate(spatial_shapes.tolist())], 1)
+                                              spatial_shapes[level].flip(0))
+            for level, (h, w) in enumerate(level_shapes)], 1)
         references = scaled_references(centres, valid_ratios)
         return super().forward(query, query_pos, key_padding_mask,
                                reference_points=references,
-                               spatial_shapes=spatial_shapes, **kwargs)
+                               spatial_shapes=spatial_shapes,
+                               level_shapes=level_shapes, **kwargs)
 
 
 @MODELS.register_module()
@@ -232,7 +240,8 @@ class DeformableDETR(DETR):
         Returns:
             The encoder's ``feat`` ``(B, S, D)``, ``feat_mask`` ``(B, S)``
             (or None), ``feat_pos`` ``(B, S, D)`` (sine + level embedding),
-            ``spatial_shapes`` ``(L, 2)``, ``level_start_index`` ``(L,)``,
+            ``spatial_shapes`` ``(L, 2)`` (and as Python ints,
+            ``level_shapes``), ``level_start_index`` ``(L,)``,
             ``valid_ratios`` ``(B, L, 2)``; the decoder's the same but
             ``feat``/``feat_pos``.
         """
@@ -245,11 +254,12 @@ class DeformableDETR(DETR):
                              self.level_embed[level])
             masks.append(None if mask is None else mask.flatten(1))
             ratios.append(valid_ratio(mask, feat.size(0), feat.device))
-        spatial_shapes = torch.tensor([f.shape[-2:] for f in img_feats],
+        level_shapes = [tuple(f.shape[-2:]) for f in img_feats]
+        spatial_shapes = torch.tensor(level_shapes,
                                       device=img_feats[0].device)
         sizes = spatial_shapes.prod(1)
         level_inputs = dict(
-            spatial_shapes=spatial_shapes,
+            spatial_shapes=spatial_shapes, level_shapes=level_shapes,
             level_start_index=torch.cat((sizes.new_zeros(1),
                                          sizes.cumsum(0)[:-1])),
             valid_ratios=torch.stack(ratios, 1))
@@ -260,46 +270,51 @@ class DeformableDETR(DETR):
 
     def forward_encoder(self, feat: Tensor, feat_mask: Optional[Tensor],
                         feat_pos: Tensor, spatial_shapes: Tensor,
-                        level_start_index: Tensor,
-                        valid_ratios: Tensor) -> Dict:
+                        level_start_index: Tensor, valid_ratios: Tensor,
+                        level_shapes: LevelShapes) -> Dict:
         """The memory ``(B, S, D)``, and its mask and shapes for the
         proposals."""
         memory = self.encoder(feat, feat_pos, feat_mask,
                               spatial_shapes=spatial_shapes,
                               level_start_index=level_start_index,
-                              valid_ratios=valid_ratios)
+                              valid_ratios=valid_ratios,
+                              level_shapes=level_shapes)
         return dict(memory=memory, memory_mask=feat_mask,
-                    spatial_shapes=spatial_shapes)
+                    spatial_shapes=spatial_shapes, level_shapes=level_shapes)
 
     def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor],
-                    spatial_shapes: Tensor, **kwargs) -> Tuple[Dict, Dict]:
+                    spatial_shapes: Tensor, level_shapes: LevelShapes,
+                    **kwargs) -> Tuple[Dict, Dict]:
         """Queries ``(B, Q, D)``, positions and reference points: learned
         (single stage, ``(B, Q, 2)``) or the top proposals (two-stage,
         ``(B, Q, 4)``; their scores and boxes go to the head's loss)."""
         batch, dims = memory.size(0), self.embed_dims
         head_inputs = {}
         if self.as_two_stage:
-            scores, boxes, top = self.top_proposals(memory, memory_mask,
-                                                    spatial_shapes)
-            references = gather_queries(boxes, top).detach().sigmoid()
+            scores, boxes, top = self.top_proposals(
+                memory, memory_mask, spatial_shapes, level_shapes)
+            references = sigmoid_references(
+                gather_queries(boxes, top).detach())
             # the boxes' sine encoding in (x, y, w, h) order
             pos = coordinate_to_encoding(references[..., [1, 0, 2, 3]],
                                          dims // 2)
             query_pos, query = self.pos_trans_norm(
                 self.pos_trans_fc(pos)).split(dims, -1)
             if self.training:
-                head_inputs = dict(enc_outputs_class=scores,
-                                   enc_outputs_coord=boxes.sigmoid())
+                head_inputs = dict(
+                    enc_outputs_class=scores,
+                    enc_outputs_coord=sigmoid_references(boxes))
         else:
             query_pos, query = self.query_embedding.weight[None].expand(
                 batch, -1, -1).split(dims, -1)
-            references = self.reference_points_fc(query_pos).sigmoid()
+            references = sigmoid_references(
+                self.reference_points_fc(query_pos))
         return dict(query=query, query_pos=query_pos, memory=memory,
                     reference_points=references), head_inputs
 
     def top_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
-                      spatial_shapes: Tensor) -> Tuple[Tensor, Tensor,
-                                                       Tensor]:
+                      spatial_shapes: Tensor, level_shapes: LevelShapes
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
         """Score and refine every encoder proposal with the extra head
         branch; the ``num_queries`` best.
 
@@ -309,17 +324,17 @@ class DeformableDETR(DETR):
             :meth:`proposal_score`).
         """
         proposal_memory, proposals = self.encoder_proposals(
-            memory, memory_mask, spatial_shapes)
+            memory, memory_mask, spatial_shapes, level_shapes)
         branch = len(self.decoder.layers)  # the branch after the layers'
         scores = self.bbox_head.cls_branches[branch](proposal_memory)
-        boxes = self.bbox_head.reg_branches[branch](proposal_memory) + \
-            proposals
+        boxes = self.bbox_head.reg_branches[branch](proposal_memory).float() \
+            + proposals  # before their sigmoid: float32 (box math)
         if scores.size(1) < self.num_queries:
             raise ValueError(
                 f'two-stage {type(self).__name__} selects num_queries='
                 f'{self.num_queries} proposals, one per feature position, but '
                 f'this batch has only {scores.size(1)} positions (levels '
-                f'{spatial_shapes.tolist()}): feed larger images or lower '
+                f'{list(level_shapes)}): feed larger images or lower '
                 'num_queries')
         top = self.proposal_score(scores).topk(self.num_queries, dim=1)[1]
         return scores, boxes, top
@@ -330,7 +345,8 @@ class DeformableDETR(DETR):
         return scores[..., 0]
 
     def encoder_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
-                          spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
+                          spatial_shapes: Tensor, level_shapes: LevelShapes
+                          ) -> Tuple[Tensor, Tensor]:
         """One proposal per encoder position (section 4.2).
 
         Returns:
@@ -340,8 +356,9 @@ class DeformableDETR(DETR):
             is outside (0.01, 0.99)).
         """
         batch, proposals, start = memory.size(0), [], 0
-        for level, (h, w) in enumerate(spatial_shapes.tolist()):
-            size = memory.new_tensor([[w, h]]) if memory_mask is None else \
+        for level, (h, w) in enumerate(level_shapes):
+            size = spatial_shapes[level].flip(0)[None].float() \
+                if memory_mask is None else \
                 valid_size(memory_mask[:, start:start + h * w].view(
                     batch, h, w))
             size = size[:, None]  # (B or 1, 1, 2)
@@ -414,37 +431,15 @@ class DeformableDETRHead(DETRHead):
         if not self.as_two_stage:
             nn.init.constant_(self.reg_branches[0].layers[-1].bias[2:], -2.)
 
-    def classify(self, hidden_states: Tensor) -> Tensor:
-        """Layer ``i``'s classifier on its ``(B, Q, D)`` outputs."""
-        return torch.stack([branch(hidden) for branch, hidden in
-                            zip(self.cls_branches, hidden_states)])
+    def cls_branch(self, layer: int) -> nn.Module:
+        return self.cls_branches[layer]
 
-    def forward_boxes(self, hidden_states: Tensor,
-                      references: Sequence[Tensor]) -> Tensor:
-        """Layer ``i``'s box MLP on its ``(B, Q, D)`` outputs, relative to
-        its ``(B, Q, R)`` reference: ``(L, B, Q, 4)``."""
-        return torch.stack([
-            refine(branch(hidden), reference, self.reference_eps)
-            for branch, hidden, reference in zip(
-                self.reg_branches, hidden_states, references)
-        ])
+    def reg_branch(self, layer: int) -> nn.Module:
+        return self.reg_branches[layer]
 
-    def boxes_at(self, hidden_states: Tensor, references: Sequence[Tensor],
-                 idx: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        """:meth:`DETRHead.boxes_at`, each layer's rows through its own box
-        MLP and reference (whose ``R`` may differ between layers)."""
-        layer_idx, batch_idx, query_idx = idx
-        order = layer_idx.argsort(stable=True)
-        counts = torch.bincount(
-            layer_idx, minlength=len(self.reg_branches)).tolist()
-        boxes = [
-            refine(branch(hidden[b, q]), reference[b, q], self.reference_eps)
-            for branch, hidden, reference, b, q in zip(
-                self.reg_branches, hidden_states, references,
-                batch_idx[order].split(counts),
-                query_idx[order].split(counts))
-        ]
-        return torch.cat(boxes)[order.argsort()]
+    @property
+    def shares_branches(self) -> bool:
+        return self.reg_branches[0] is self.reg_branches[-1]
 
     def loss(self, hidden_states: Tensor, batch_data_samples,
              references: Sequence[Tensor],
@@ -452,34 +447,22 @@ class DeformableDETRHead(DETRHead):
              enc_outputs_coord: Optional[Tensor] = None) -> dict:
         """DETR's losses of every layer, plus ``enc_loss_*`` of the
         proposals ``(B, S, C)`` / ``(B, S, 4)`` in two-stage."""
-        losses = super().loss(hidden_states, batch_data_samples, references)
+        targets = BatchedTargets.from_samples(batch_data_samples,
+                                              hidden_states.device)
+        losses = self.matched_losses(hidden_states, references, targets)[0]
         if enc_outputs_class is not None:
             losses.update(self.proposal_losses(
-                enc_outputs_class, enc_outputs_coord, batch_data_samples))
+                enc_outputs_class, enc_outputs_coord, targets))
         return losses
 
     def proposal_losses(self, scores: Tensor, boxes: Tensor,
-                        batch_data_samples, binary: bool = True) -> dict:
+                        targets: BatchedTargets, binary: bool = True) -> dict:
         """``enc_loss_*``: the set loss of the proposals, every box labelled
         class 0 (object) when ``binary``."""
-        gts = [s.gt_instances for s in batch_data_samples]
         if binary:
-            gts = [gt.clone() for gt in gts]
-            for gt in gts:
-                gt.labels = torch.zeros_like(gt.labels)
-        targets = BatchedTargets.from_instances(
-            gts, [s.metainfo for s in batch_data_samples], scores.device)
+            targets = replace(targets, labels=torch.zeros_like(targets.labels))
         scores, boxes = scores[None], boxes[None]  # as one layer
         matches = self.assigner.assign(scores, boxes, targets)
         return self.named_losses(
             *self.set_losses(scores, boxes, targets, matches),
             kind='enc_loss')
-
-    def predict(self, hidden_states: Tensor, batch_data_samples,
-                rescale: bool = True,
-                references: Sequence[Tensor] = ()) -> List:
-        """Detections from the last layer (its own branches)."""
-        cls_logits, box_preds = self(hidden_states, references)
-        return self.predict_by_feat(
-            cls_logits[-1:], box_preds[-1:],
-            [s.metainfo for s in batch_data_samples], rescale=rescale)

@@ -13,6 +13,7 @@ returning the keyword inputs of the next, and ``loss``/``predict`` that hand
 the result to the head. A DETR variant is a subclass that overrides the
 stages it changes (``conditional_detr.py``, ``dab_detr.py``).
 """
+from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -24,8 +25,10 @@ from ..registry import MODELS
 from .folded_backbone import FoldedBackboneCache
 
 
-def padding_mask(batch_data_samples) -> Optional[Tensor]:
-    """``(B, H, W)`` bool over the padded input, True at padding pixels.
+def padding_mask(batch_data_samples,
+                 device: Optional[torch.device] = None) -> Optional[Tensor]:
+    """``(B, H, W)`` bool over the padded input on ``device``, True at
+    padding pixels; filled on the device (no copy from the host).
 
     Returns None when no image is padded (every ``img_shape`` equals the
     ``batch_input_shape``), which lets attention skip masking.
@@ -34,7 +37,8 @@ def padding_mask(batch_data_samples) -> Optional[Tensor]:
     img_shapes = [s.img_shape[:2] for s in batch_data_samples]
     if all(h == input_h and w == input_w for h, w in img_shapes):
         return None
-    mask = torch.ones((len(img_shapes), input_h, input_w), dtype=torch.bool)
+    mask = torch.ones((len(img_shapes), input_h, input_w), dtype=torch.bool,
+                      device=device)
     for i, (h, w) in enumerate(img_shapes):
         mask[i, :h, :w] = False
     return mask
@@ -126,6 +130,16 @@ class DETR(DetectionTransformer):
                 if param.dim() > 1:
                     nn.init.xavier_uniform_(param)
 
+    def parse_losses(self, losses: Dict[str, Tensor]
+                     ) -> Tuple[Tensor, Dict[str, float]]:
+        """mmengine's total loss, with the logged terms read to the host
+        in one copy: mmengine's message hub would call ``.item()`` on each
+        (a synchronization per term on a GPU; DINO logs 40)."""
+        loss, log_vars = super().parse_losses(losses)
+        values = torch.stack([value.detach().float().reshape(())
+                              for value in log_vars.values()]).tolist()
+        return loss, OrderedDict(zip(log_vars, values))
+
     # -------------------------------------------------- the folded backbone
     def train(self, mode: bool = True) -> 'DETR':
         """Switching between training and evaluation drops the BN-folded
@@ -139,6 +153,13 @@ class DETR(DetectionTransformer):
         """Loading weights (torch's or mmengine's loader) drops the copies."""
         self.refresh_folded_backbone()
         super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()``, ``.cuda()``, ``.half()``... (every conversion of the
+        weights goes through ``_apply``) drop the copies, which were made
+        of the weights before it."""
+        self.refresh_folded_backbone()
+        return super()._apply(fn, *args, **kwargs)
 
     def refresh_folded_backbone(self) -> None:
         """Rebuild the BN-folded backbone copies at their next use: call it
@@ -188,7 +209,8 @@ class DETR(DetectionTransformer):
             D)`` and what the variant adds (e.g. ``references``).
         """
         if pixel_mask is None and batch_data_samples is not None:
-            pixel_mask = padding_mask(batch_data_samples)
+            pixel_mask = padding_mask(batch_data_samples,
+                                      img_feats[0].device)
         encoder_inputs, decoder_inputs = self.pre_transformer(
             img_feats, pixel_mask)
         encoder_outputs = self.forward_encoder(**encoder_inputs)

@@ -13,9 +13,10 @@ matched with ``FocalLossCost``), and boxes predicted relative to reference
 points (the MLP's output is added to ``inverse_sigmoid(reference)`` before the
 sigmoid: Conditional DETR's 2-D centres, DAB-DETR's per-layer 4-D anchors).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
@@ -25,21 +26,52 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..registry import MODELS, TASK_UTILS
+from .box_precision import float32_box_math
 from .hungarian_assigner import QueryMatches
 from .match_costs import BatchedTargets
 
 
+@float32_box_math
 def refine(box_deltas: Tensor, references: Optional[Tensor],
            eps: float = 1e-5) -> Tensor:
     """Boxes ``(..., 4)`` from the box MLP's output: ``sigmoid(deltas)``, or
     with ``references`` ``(..., R)`` (broadcast) ``sigmoid(deltas +
-    inverse_sigmoid(references))`` on the first ``R`` coordinates."""
+    inverse_sigmoid(references))`` on the first ``R`` coordinates; in
+    float32 under any autocast (:mod:`.box_precision`)."""
     if references is None:
         return box_deltas.sigmoid()
     size = references.size(-1)
     return torch.cat((box_deltas[..., :size] +
                       inverse_sigmoid(references, eps),
                       box_deltas[..., size:]), -1).sigmoid()
+
+
+def mean_over_processes(value: float, device: torch.device
+                        ) -> Union[float, Tensor]:
+    """``value`` averaged over the processes, as mmdet's ``reduce_mean``;
+    a Python float in a single process, where a tensor of it would be a
+    host-to-device copy (a synchronization on a GPU) per loss."""
+    if dist.is_available() and dist.is_initialized() and \
+            dist.get_world_size() > 1:
+        return reduce_mean(torch.tensor(float(value), device=device))
+    return float(value)
+
+
+def at_least_one(value: Union[float, Tensor]) -> Union[float, Tensor]:
+    """``max(value, 1)``, a normalizer that never divides by zero."""
+    return value.clamp(min=1) if torch.is_tensor(value) else max(value, 1.)
+
+
+def same_width(references: Sequence[Tensor]) -> bool:
+    """Whether every layer's references have the same ``R`` (Deformable
+    DETR's first layer may start from 2-D points and refine to boxes)."""
+    return len({r.size(-1) for r in references}) == 1
+
+
+def stack_references(references: Optional[Sequence[Tensor]]
+                     ) -> Optional[Tensor]:
+    """Per-layer ``(B, Q, R)`` references as one ``(L, B, Q, R)`` tensor."""
+    return None if references is None else torch.stack(list(references))
 
 
 class MLP(nn.Module):
@@ -58,6 +90,22 @@ class MLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = F.relu(x)
         return x
+
+
+# The head's branches compute in float32 under autocast: the box MLP's
+# output is each layer's refinement (added to the reference in logit
+# space, and passed on to the next layer), the classifier's feeds the focal
+# loss and the proposals' ranking. In bf16 both rounded away what a trained
+# model refines: on the DINO demo's checkpoint the largest loss-term gap to
+# fp32 fell from 4.3 % to 0.7 % with them in float32 (docs/speed.md).
+class BoxMLP(MLP):
+    """:class:`MLP` in float32 under autocast (a head's box branch)."""
+    forward = float32_box_math(MLP.forward)
+
+
+class ClassifierLinear(nn.Linear):
+    """``nn.Linear`` in float32 under autocast (a head's classifier)."""
+    forward = float32_box_math(nn.Linear.forward)
 
 
 @MODELS.register_module()
@@ -117,8 +165,11 @@ class DETRHead(BaseModule):
             self.bg_cls_weight = float(loss_cls.pop('bg_cls_weight', 0.1))
             weights = torch.full((num_classes + 1, ), class_weight)
             weights[num_classes] = self.bg_cls_weight
-            loss_cls['class_weight'] = weights.tolist()
+            # given per query (weight=) instead of to mmdet's loss, which
+            # would copy its list to the device at every call
+            self.register_buffer('class_weights', weights, persistent=False)
             self.cls_out_channels = num_classes + 1
+            loss_cls.pop('class_weight', None)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
@@ -128,8 +179,8 @@ class DETRHead(BaseModule):
         if train_cfg:
             self.assigner = TASK_UTILS.build(train_cfg['assigner'])
         self.reference_eps = reference_eps
-        self.fc_cls = nn.Linear(embed_dims, self.cls_out_channels)
-        self.reg_mlp = MLP(embed_dims, embed_dims, 4, num_reg_fcs + 1)
+        self.fc_cls = ClassifierLinear(embed_dims, self.cls_out_channels)
+        self.reg_mlp = BoxMLP(embed_dims, embed_dims, 4, num_reg_fcs + 1)
 
     def init_weights(self) -> None:
         """A sigmoid classifier starts at probability 0.01 (focal loss's
@@ -139,71 +190,119 @@ class DETRHead(BaseModule):
             nn.init.constant_(self.fc_cls.bias, bias_init_with_prob(0.01))
 
     def forward(self, hidden_states: Tensor,
-                references: Optional[Tensor] = None
-                ) -> Tuple[Tensor, Tensor]:
+                references: Optional[Sequence[Tensor]] = None,
+                first_layer: int = 0) -> Tuple[Tensor, Tensor]:
         """Predict classes and boxes for every layer's queries.
 
         Args:
             hidden_states: ``(L, B, Q, D)`` decoder outputs.
-            references: None (DETR), or normalized reference points the
-                boxes are relative to: ``(B, Q, R)`` for every layer or
-                ``(L, B, Q, R)`` per layer, ``R`` = 2 (cx, cy) or 4.
+            references: None (DETR), or per layer the normalized reference
+                points its boxes are relative to, ``(B, Q, R)`` each, ``R`` =
+                2 (cx, cy) or 4 (the form every variant hands the head).
+            first_layer: the decoder layer of ``hidden_states[0]`` (whose
+                branches predict, where each layer has its own).
 
         Returns:
             ``cls_logits`` ``(L, B, Q, C + 1)`` (softmax) or ``(L, B, Q, C)``
             (sigmoid) and ``box_preds`` ``(L, B, Q, 4)``, normalized (cx, cy,
             w, h) in [0, 1].
         """
-        return self.classify(hidden_states), self.forward_boxes(
-            hidden_states, references)
+        return self.classify(hidden_states, first_layer), \
+            self.forward_boxes(hidden_states, references, first_layer)
 
-    def classify(self, hidden_states: Tensor) -> Tensor:
+    # One classifier and box MLP for every layer; DeformableDETRHead has a
+    # pair per layer (shared unless refined).
+    def cls_branch(self, layer: int) -> nn.Module:
+        """The classifier of decoder layer ``layer``."""
+        return self.fc_cls
+
+    def reg_branch(self, layer: int) -> nn.Module:
+        """The box MLP of decoder layer ``layer``."""
+        return self.reg_mlp
+
+    @property
+    def shares_branches(self) -> bool:
+        """Whether every layer has the same classifier and box MLP (then
+        one call covers all layers)."""
+        return True
+
+    def _per_layer(self, branch_of, hidden_states: Tensor,
+                   first_layer: int) -> Tensor:
+        """``branch_of(layer)`` applied to each layer's ``(B, Q, D)``
+        outputs, stacked ``(L, B, Q, ·)``."""
+        if self.shares_branches:
+            return branch_of(first_layer)(hidden_states)
+        return torch.stack([branch_of(first_layer + i)(hidden)
+                            for i, hidden in enumerate(hidden_states)])
+
+    def classify(self, hidden_states: Tensor, first_layer: int = 0) -> Tensor:
         """Class logits ``(L, B, Q, C[+1])`` of ``(L, B, Q, D)`` outputs."""
-        return self.fc_cls(hidden_states)
+        return self._per_layer(self.cls_branch, hidden_states, first_layer)
 
     def forward_boxes(self, hidden_states: Tensor,
-                      references: Optional[Tensor] = None) -> Tensor:
-        """Normalized (cx, cy, w, h) boxes ``(..., 4)`` of outputs ``(...,
-        D)``, relative to ``references`` ``(..., R)`` when given."""
-        return refine(self.reg_mlp(hidden_states), references,
-                      self.reference_eps)
+                      references: Optional[Sequence[Tensor]] = None,
+                      first_layer: int = 0) -> Tensor:
+        """Normalized (cx, cy, w, h) boxes ``(L, B, Q, 4)`` of outputs ``(L,
+        B, Q, D)``, relative to each layer's ``references`` ``(B, Q, R)``
+        when given."""
+        deltas = self._per_layer(self.reg_branch, hidden_states, first_layer)
+        return refine(deltas, stack_references(references),
+                      self.reference_eps) \
+            if references is None or same_width(references) else \
+            torch.stack([refine(d, r, self.reference_eps)
+                         for d, r in zip(deltas, references)])
 
-    def boxes_at(self, hidden_states: Tensor, references: Optional[Tensor],
-                 idx: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        """Boxes ``(N, 4)`` of the rows ``idx`` = (layer, image, query),
-        each ``(N,)``, of ``(L, B, Q, D)`` outputs; ``references`` as
-        :meth:`forward`'s."""
-        if references is not None:
-            references = references[idx[1:] if references.dim() == 3
-                                    else idx]
-        return self.forward_boxes(hidden_states[idx], references)
+    def boxes_at(self, hidden_states: Tensor,
+                 references: Optional[Sequence[Tensor]],
+                 matches: QueryMatches, query_offset: int = 0) -> Tensor:
+        """Boxes ``(M, 4)`` of the matched rows -- (layer, image, query +
+        ``query_offset``) of each pair -- of ``(L, B, Q, D)`` outputs,
+        ``references`` as :meth:`forward`'s. The pairs come sorted by
+        layer, ``matches.num_per_layer`` each: a layer's rows are a slice
+        (no count of them on the host)."""
+        queries = matches.query_idx + query_offset
+        if self.shares_branches and (references is None or
+                                     same_width(references)):
+            idx = (matches.layer_idx, matches.batch_idx, queries)
+            rows = stack_references(references)
+            return refine(self.reg_branch(0)(hidden_states[idx]),
+                          None if rows is None else rows[idx],
+                          self.reference_eps)
+        count, boxes = matches.num_per_layer, []
+        for layer, hidden in enumerate(hidden_states):
+            rows = slice(layer * count, (layer + 1) * count)
+            idx = (matches.batch_idx[rows], queries[rows])
+            boxes.append(refine(
+                self.reg_branch(layer)(hidden[idx]),
+                None if references is None else references[layer][idx],
+                self.reference_eps))
+        return torch.cat(boxes)
 
     def matched_boxes(self, box_preds: Tensor, hidden_states: Tensor,
-                      references, matches: QueryMatches,
-                      query_offset: int = 0) -> Tensor:
+                      references: Optional[Sequence[Tensor]],
+                      matches: QueryMatches, query_offset: int = 0) -> Tensor:
         """``box_preds`` ``(L, B, Q, 4)``, computed without gradient, with
         the rows that the box losses read -- the matched queries' --
         recomputed with gradient from the outputs' rows ``query_offset``
-        further on (the outputs may hold other queries first). The matching has no
-        gradient, so the other rows' box gradient is zero: computing it
-        anyway made the box MLP's backward multiply ``L*B*Q`` rows (28,800
-        for DINO's head_loss benchmark) where the matched ``M`` (960) give
-        the same gradients."""
+        further on (the outputs may hold other queries first). The matching
+        has no gradient, so the other rows' box gradient is zero: computing
+        it anyway made the box MLP's backward multiply ``L*B*Q`` rows
+        (28,800 for DINO's head_loss benchmark) where the matched ``M``
+        (960) give the same gradients."""
         idx = (matches.layer_idx, matches.batch_idx, matches.query_idx)
-        rows = self.boxes_at(hidden_states, references,
-                             idx[:2] + (idx[2] + query_offset, ))
+        rows = self.boxes_at(hidden_states, references, matches, query_offset)
         return box_preds.index_put(idx, rows.to(box_preds.dtype))
 
     # ------------------------------------------------------------ training
     def loss(self, hidden_states: Tensor, batch_data_samples,
-             references: Optional[Tensor] = None) -> dict:
+             references: Optional[Sequence[Tensor]] = None) -> dict:
         """Forward, matching and loss (:meth:`loss_by_feat`'s keys)."""
-        targets = BatchedTargets.from_instances(
-            [s.gt_instances for s in batch_data_samples],
-            [s.metainfo for s in batch_data_samples], hidden_states.device)
+        targets = BatchedTargets.from_samples(batch_data_samples,
+                                              hidden_states.device)
         return self.matched_losses(hidden_states, references, targets)[0]
 
-    def matched_losses(self, hidden_states: Tensor, references,
+    def matched_losses(self, hidden_states: Tensor,
+                       references: Optional[Sequence[Tensor]],
                        targets: BatchedTargets, first_query: int = 0
                        ) -> Tuple[Dict[str, Tensor], Tensor]:
         """:meth:`loss_by_feat`'s dict for the queries from ``first_query``
@@ -213,9 +312,7 @@ class DETRHead(BaseModule):
         :meth:`matched_boxes`."""
         cls_logits = self.classify(hidden_states)
         references_of_matching = references
-        if first_query and torch.is_tensor(references):
-            references_of_matching = references[..., first_query:, :]
-        elif first_query and references is not None:  # one per layer
+        if first_query and references is not None:
             references_of_matching = [r[:, first_query:] for r in references]
         with torch.no_grad():
             box_preds = self.forward_boxes(hidden_states[:, :, first_query:],
@@ -261,11 +358,13 @@ class DETRHead(BaseModule):
         losses.update(self._logged_errors(cls_logits[-1], targets, matches))
         return losses
 
+    @float32_box_math
     def set_losses(self, cls_logits: Tensor, box_preds: Tensor,
                    targets: BatchedTargets, matches: QueryMatches
                    ) -> Tuple[Tensor, Tensor, Tensor]:
         """``(L,)`` classification, L1 and GIoU losses of each layer's
-        predictions ``(L, B, Q, ·)`` given their matches to ``targets``."""
+        predictions ``(L, B, Q, ·)`` given their matches to ``targets``, in
+        float32 under any autocast."""
         loss_cls = self._classification_loss(cls_logits, targets, matches)
         loss_bbox, loss_iou = self._box_losses(box_preds, targets, matches,
                                                cls_logits.size(0))
@@ -300,9 +399,11 @@ class DETRHead(BaseModule):
         the focal loss over the matched queries."""
         num_layers, batch, num_queries = cls_logits.shape[:3]
         labels = self._class_targets(cls_logits, targets, matches)
+        labels = labels.reshape(-1)
         per_query = self.loss_cls(
-            cls_logits.reshape(-1, self.cls_out_channels).float(),
-            labels.reshape(-1),
+            cls_logits.reshape(-1, self.cls_out_channels).float(), labels,
+            # softmax: the class weight of each query's target
+            weight=None if self.use_sigmoid else self.class_weights[labels],
             reduction_override='none')  # (N,) softmax, (N, C) sigmoid
         # Sum of class weights over a layer's queries, as the official
         # weighted mean divides by (sigmoid: the matched queries); known on
@@ -311,20 +412,16 @@ class DETRHead(BaseModule):
         avg_factor = num_pos + (batch * num_queries - num_pos) * \
             self.bg_cls_weight
         if self.sync_cls_avg_factor:
-            avg_factor = reduce_mean(
-                cls_logits.new_tensor(avg_factor, dtype=torch.float32))
-            avg_factor = torch.clamp(avg_factor, min=1)
-        else:
-            avg_factor = max(avg_factor, 1)
-        return per_query.reshape(num_layers, -1).sum(1) / avg_factor
+            avg_factor = mean_over_processes(avg_factor, cls_logits.device)
+        return per_query.reshape(num_layers, -1).sum(1) / \
+            at_least_one(avg_factor)
 
     def _box_losses(self, box_preds: Tensor, targets: BatchedTargets,
                     matches: QueryMatches,
                     num_layers: int) -> Tuple[Tensor, Tensor]:
         """``(L,)`` L1 and GIoU losses over matched pairs / number of boxes."""
-        num_boxes = reduce_mean(
-            box_preds.new_tensor(matches.num_per_layer, dtype=torch.float32))
-        num_boxes = torch.clamp(num_boxes, min=1)
+        num_boxes = at_least_one(mean_over_processes(matches.num_per_layer,
+                                                     box_preds.device))
         pred = box_preds[matches.layer_idx, matches.batch_idx,
                          matches.query_idx].float()  # (M, 4)
         if pred.numel() == 0:
@@ -362,8 +459,7 @@ class DETRHead(BaseModule):
         if self.use_sigmoid:  # no no-object class to count against
             return dict(class_error=class_error)
         num_pred = (last_logits.argmax(-1) != self.num_classes).sum(1)
-        num_gts = torch.as_tensor(targets.num_gts, device=num_pred.device)
-        cardinality_error = (num_pred - num_gts).abs().float().mean()
+        cardinality_error = (num_pred - targets.num_gts_tensor).abs().mean()
         return dict(class_error=class_error,
                     cardinality_error=cardinality_error)
 
@@ -403,12 +499,13 @@ class DETRHead(BaseModule):
 
     def predict(self, hidden_states: Tensor, batch_data_samples,
                 rescale: bool = True,
-                references: Optional[Tensor] = None) -> List[InstanceData]:
-        """Detections from the last decoder layer; see :meth:`predict_by_feat`.
-        """
-        if references is not None and references.dim() == 4:
-            references = references[-1:]  # per layer: the last one's
-        cls_logits, box_preds = self(hidden_states[-1:], references)
+                references: Optional[Sequence[Tensor]] = None
+                ) -> List[InstanceData]:
+        """Detections from the last decoder layer (its own branches); see
+        :meth:`predict_by_feat`."""
+        cls_logits, box_preds = self(
+            hidden_states[-1:], None if references is None else
+            references[-1:], first_layer=len(hidden_states) - 1)
         return self.predict_by_feat(
             cls_logits, box_preds,
             [s.metainfo for s in batch_data_samples], rescale=rescale)

@@ -31,6 +31,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .box_precision import sigmoid_references
+from .deformable_attention import LevelShapes
 from .deformable_detr import (DeformableDETR, DeformableDETRHead,
                               DeformableDetrTransformerDecoder,
                               gather_queries)
@@ -89,13 +91,15 @@ class CdnQueryGenerator(BaseModule):
         """
         labels, boxes, image, slot = [], [], [], []
         for b, sample in enumerate(batch_data_samples):
-            height, width = sample.img_shape[:2]
             gt = sample.gt_instances
             labels.append(gt.labels)
-            boxes.append(gt.bboxes / gt.bboxes.new_tensor(
-                [width, height, width, height]))
+            boxes.append(gt.bboxes)
             image.append(torch.full_like(gt.labels, b))
             slot.append(torch.arange(len(gt.labels), device=gt.labels.device))
+        # normalized by each image's size, copied to the device at once
+        sizes = gt.bboxes.new_tensor([[s.img_shape[1], s.img_shape[0]] * 2
+                                      for s in batch_data_samples])
+        boxes = torch.cat(boxes) / sizes[torch.cat(image)]
         num_gts = [len(x) for x in labels]
         max_gts = max(num_gts)
         num_groups = self.groups(max_gts)
@@ -103,7 +107,7 @@ class CdnQueryGenerator(BaseModule):
         # noise in the order mmdet draws it, so that a seeded run of either
         # implementation draws the same noise
         labels = self.noisy_labels(torch.cat(labels).repeat(parts))
-        boxes = self.noisy_boxes(torch.cat(boxes), num_groups)
+        boxes = self.noisy_boxes(boxes, num_groups)
         part = torch.arange(parts, device=labels.device).repeat_interleave(
             sum(num_gts))
         index = (torch.cat(image).repeat(parts),
@@ -137,10 +141,10 @@ class CdnQueryGenerator(BaseModule):
         count = len(boxes)
         boxes = boxes.repeat(2 * num_groups, 1)
         sign = torch.randint_like(boxes, 0, 2, dtype=torch.float32) * 2 - 1
-        size = torch.rand_like(boxes)  # in [0, 1): positives
         negative = (torch.arange(len(boxes), device=boxes.device) //
-                    count) % 2 == 1
-        size[negative] += 1.0  # in [1, 2): negatives
+                    count) % 2  # 1 at the negatives
+        # in [0, 1) for the positives, [1, 2) for the negatives
+        size = torch.rand_like(boxes) + negative[:, None]
         wh = bbox_xyxy_to_cxcywh(boxes)[:, 2:].repeat(1, 2)
         noisy = boxes + size * sign * wh * self.box_noise_scale / 2
         return inverse_sigmoid(bbox_xyxy_to_cxcywh(noisy.clamp(0., 1.)),
@@ -222,14 +226,14 @@ class DINO(DeformableDETR):
         return scores.max(-1)[0]
 
     def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor],
-                    spatial_shapes: Tensor, batch_data_samples=None,
-                    **kwargs) -> Tuple[Dict, Dict]:
+                    spatial_shapes: Tensor, level_shapes: LevelShapes,
+                    batch_data_samples=None, **kwargs) -> Tuple[Dict, Dict]:
         """Learned content queries ``(B, Q, D)`` and the top proposals'
         boxes as references; in training the denoising queries go first,
         with their attention mask, and the head gets the top proposals'
         scores and boxes and ``dn_meta``."""
         scores, boxes, top = self.top_proposals(memory, memory_mask,
-                                                spatial_shapes)
+                                                spatial_shapes, level_shapes)
         references = gather_queries(boxes, top).detach()
         query = self.query_embedding.weight[None].expand(
             memory.size(0), -1, -1)
@@ -241,10 +245,11 @@ class DINO(DeformableDETR):
             references = torch.cat((dn_references, references), 1)
             head_inputs = dict(
                 enc_outputs_class=gather_queries(scores, top),
-                enc_outputs_coord=gather_queries(boxes, top).sigmoid(),
+                enc_outputs_coord=sigmoid_references(
+                    gather_queries(boxes, top)),
                 dn_meta=dn_meta)
         return dict(query=query, query_pos=None, memory=memory,
-                    reference_points=references.sigmoid(),
+                    reference_points=sigmoid_references(references),
                     self_attn_mask=self_attn_mask), head_inputs
 
 
@@ -263,15 +268,13 @@ class DINOHead(DeformableDETRHead):
         of the selected proposals and ``dn_loss_*``/``d{i}.dn_loss_*`` of
         the denoising queries (the first ``num_denoising_queries``)."""
         num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
-        targets = BatchedTargets.from_instances(
-            [s.gt_instances for s in batch_data_samples],
-            [s.metainfo for s in batch_data_samples], hidden_states.device)
+        targets = BatchedTargets.from_samples(batch_data_samples,
+                                              hidden_states.device)
         losses, cls_logits = self.matched_losses(hidden_states, references,
                                                  targets, first_query=num_dn)
         if enc_outputs_class is not None:
             losses.update(self.proposal_losses(
-                enc_outputs_class, enc_outputs_coord, batch_data_samples,
-                binary=False))
+                enc_outputs_class, enc_outputs_coord, targets, binary=False))
         if dn_meta:
             matches = denoising_matches(
                 targets.num_gts, dn_meta['num_denoising_groups'], num_dn,

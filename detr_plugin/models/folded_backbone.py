@@ -31,6 +31,7 @@ forward. Nothing is checked per forward.
 """
 import copy
 import warnings
+from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import torch
@@ -106,10 +107,11 @@ class _FoldedCopy:
 
     def _agrees(self, module: nn.Module, folded: nn.Module,
                 probe: Tensor) -> bool:
-        """Same outputs in float32 (also when called under autocast, whose
-        rounding would exceed the tolerance and is not the fold's)."""
+        """Same outputs in float32 (also when called under autocast or with
+        TF32 convolutions and matmuls allowed on a GPU, whose rounding would
+        exceed the tolerance and is not the fold's)."""
         with torch.no_grad(), torch.autocast(probe.device.type,
-                                             enabled=False):
+                                             enabled=False), no_tf32():
             expected = _as_tuple(module(probe))
             actual = _as_tuple(folded(self._layout(probe)))
         return len(expected) == len(actual) and all(
@@ -126,6 +128,21 @@ class _FoldedCopy:
         """``module(x)`` through the folded copy (None if it failed)."""
         folded = self.of(module, x)
         return None if folded is None else folded(self._layout(x))
+
+
+@contextmanager
+def no_tf32():
+    """TF32 off for CUDA's matmuls and cuDNN's convolutions (restored
+    after)."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, \
+        torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def _as_tuple(outputs) -> Tuple[Tensor, ...]:

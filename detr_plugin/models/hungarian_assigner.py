@@ -13,11 +13,11 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.logging import MessageHub
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..registry import TASK_UTILS
+from .box_precision import float32_box_math, fp16_autocast
 from .match_costs import BatchedTargets
 
 DETR_MATCH_COSTS = (
@@ -80,9 +80,10 @@ class HungarianAssigner:
         self._warned_too_many_gts = False
 
     @torch.no_grad()
+    @float32_box_math
     def cost_matrices(self, cls_logits: Tensor, box_preds: Tensor,
                       targets: BatchedTargets) -> np.ndarray:
-        """Total matching cost on the host.
+        """Total matching cost on the host, computed in float32.
 
         Args:
             cls_logits: ``(L, B, Q, C + 1)`` logits of every decoder layer.
@@ -105,7 +106,7 @@ class HungarianAssigner:
         step = max(1, COST_CHUNK_ENTRIES // max(per_image, 1))
         cost = torch.cat([
             sum(c(logits[i:i + step], boxes[i:i + step],
-                  targets.images(slice(i, i + step)))
+                  targets.slice(slice(i, i + step)))
                 for c in self.match_costs) for i in range(0, batch, step)])
         cost = cost.view(batch, num_layers, num_queries, -1)
         return cost.float().cpu().numpy()  # the one device-to-host copy
@@ -135,18 +136,7 @@ class HungarianAssigner:
                 continue
             img_cost = cost[img, :, :, :num_gts]
             if not np.isfinite(img_cost).all():
-                layer = int(np.argwhere(~np.isfinite(img_cost))[0, 0])
-                # the batch's images, as NonFiniteLossHook records them
-                hub = MessageHub.get_current_instance()
-                names = hub.get_info('train_batch_images') or []
-                raise FloatingPointError(
-                    'Non-finite matching cost at iteration '
-                    f'{hub.get_info("iter", -1) + 1} for image '
-                    f'{names[img] if img < len(names) else "?"} ({img} of '
-                    f'the batch) at decoder layer {layer}: the predictions '
-                    'contain NaN or inf (diverged training?). Fix: lower '
-                    'the learning rate, keep clip_grad, check the data '
-                    '(python tools/check_dataset.py CONFIG).')
+                img_cost = self._finite_costs(img_cost, img, targets)
             jobs.extend((layer, img, img_cost[layer])
                         for layer in range(num_layers))
         solutions = _solve_all([job[2] for job in jobs])
@@ -160,6 +150,25 @@ class HungarianAssigner:
         index = torch.from_numpy(pairs_np).to(device)  # one host-to-device
         return QueryMatches(index[0], index[1], index[2], index[3],
                             pairs_np.shape[1] // num_layers)
+
+    @staticmethod
+    def _finite_costs(cost: np.ndarray, img: int,
+                      targets: BatchedTargets) -> np.ndarray:
+        """``(L, Q, G)`` costs of image ``img`` that hold NaN or inf. Under
+        fp16 autocast a loss scaler is in charge (``--amp`` on a GPU): an
+        overflowing step is normal there, so the pairs are matched on
+        finite stand-ins, the loss comes out non-finite and the scaler skips
+        the step (``NonFiniteLossHook`` counts it). Otherwise the
+        predictions diverged: raise, naming the image."""
+        if fp16_autocast():
+            return np.nan_to_num(cost, nan=1e8, posinf=1e8, neginf=-1e8)
+        layer = int(np.argwhere(~np.isfinite(cost))[0, 0])
+        raise FloatingPointError(
+            f'Non-finite matching cost for image {targets.images[img]} ('
+            f'{img} of the batch) at decoder layer {layer}: the predictions '
+            'contain NaN or inf (diverged training?). Fix: lower the '
+            'learning rate, keep clip_grad, check the data (python '
+            'tools/check_dataset.py CONFIG).')
 
     def _warn_if_more_gts_than_queries(self, num_gts: Sequence[int],
                                        num_queries: int) -> None:

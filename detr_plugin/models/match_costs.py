@@ -2,10 +2,11 @@
 
 ``cost = w_cls * (-p[target class]) + w_l1 * L1(cxcywh) + w_giou * (-GIoU)``
 with weights 1, 5 and 2 in DETR (its successors replace ``-p`` by the focal
-cost of the sigmoid probability, :class:`FocalLossCost`). Every cost takes predictions for ``N`` queries
-per image (all decoder layers folded into ``N``) and the batch's ground truth
-padded to ``G`` boxes per image, and returns ``(B, N, G)``; columns past an
-image's own box count are padding the assigner never reads.
+cost of the sigmoid probability, :class:`FocalLossCost`). Every cost takes
+predictions for ``N`` queries per image (all decoder layers folded into
+``N``) and the batch's ground truth padded to ``G`` boxes per image, and
+returns ``(B, N, G)``; columns past an image's own box count are padding the
+assigner never reads.
 """
 from dataclasses import dataclass
 from typing import List, Sequence
@@ -31,12 +32,24 @@ class BatchedTargets:
             image size, DETR's regression target.
         img_factors: ``(B, 4)`` ``(w, h, w, h)`` of each image in pixels.
         num_gts: boxes per image, on the host.
+        num_gts_tensor: ``(B,)`` float, the same on the device.
+        images: per image its file and id, for messages.
     """
     labels: Tensor
     boxes_xyxy: Tensor
     boxes_cxcywh: Tensor
     img_factors: Tensor
     num_gts: List[int]
+    num_gts_tensor: Tensor
+    images: List[str]
+
+    @classmethod
+    def from_samples(cls, batch_data_samples,
+                     device: torch.device) -> 'BatchedTargets':
+        """The ``gt_instances`` of mmdet's data samples, padded."""
+        return cls.from_instances(
+            [s.gt_instances for s in batch_data_samples],
+            [s.metainfo for s in batch_data_samples], device)
 
     @classmethod
     def from_instances(cls, batch_gt_instances: Sequence,
@@ -51,22 +64,29 @@ class BatchedTargets:
             boxes = [b.new_zeros((1, 4)) for b in boxes]
             labels = [lab.new_zeros(1) for lab in labels]
         boxes_xyxy = pad_sequence(boxes, batch_first=True)
-        factors = torch.tensor(
-            [[meta['img_shape'][1], meta['img_shape'][0]] * 2
-             for meta in batch_img_metas],
+        # what the host knows, in one copy to the device
+        host = torch.tensor(
+            [[meta['img_shape'][1], meta['img_shape'][0]] * 2 + [count]
+             for meta, count in zip(batch_img_metas, num_gts)],
             dtype=torch.float32, device=device)
+        factors = host[:, :4]
         return cls(
             labels=pad_sequence(labels, batch_first=True),
             boxes_xyxy=boxes_xyxy,
             boxes_cxcywh=bbox_xyxy_to_cxcywh(boxes_xyxy / factors[:, None]),
             img_factors=factors,
-            num_gts=num_gts)
+            num_gts=num_gts,
+            num_gts_tensor=host[:, 4],
+            images=[f'{meta.get("img_path", "?")} (img_id '
+                    f'{meta.get("img_id", "?")})'
+                    for meta in batch_img_metas])
 
-    def images(self, index: slice) -> 'BatchedTargets':
+    def slice(self, index: slice) -> 'BatchedTargets':
         """The targets of the images ``index`` of the batch."""
         return BatchedTargets(self.labels[index], self.boxes_xyxy[index],
                               self.boxes_cxcywh[index],
-                              self.img_factors[index], self.num_gts[index])
+                              self.img_factors[index], self.num_gts[index],
+                              self.num_gts_tensor[index], self.images[index])
 
 
 class _WeightedCost:

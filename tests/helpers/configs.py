@@ -26,6 +26,43 @@ def tiny_config(num_classes: int = 3) -> Config:
     return cfg
 
 
+# the shrunk sizes of :func:`tiny_variant_config`, by config key
+TINY_WIDTHS = dict(embed_dims=32, feedforward_channels=64, num_feats=16,
+                   num_layers=2, num_queries=10, num_dn_queries=10,
+                   max_per_img=10)
+
+
+def tiny_variant_config(variant: str, num_classes: int = 3) -> Config:
+    """The R50 recipe of a DETR ``variant`` (a key of ``R50_CONFIGS``:
+    ``detr``, ``conditional_detr``, ``dab_detr``, ``deformable_detr``,
+    ``deformable_detr_refine``, ``deformable_detr_refine_twostage``,
+    ``dino``) shrunk as :data:`TINY_WIDTHS` says: ResNet-18 with 8 base
+    channels, 32-d 2 + 2 layers, 10 queries; no pretrained weights."""
+    from detr_plugin.mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
+                                             load_config)
+    cfg = load_config(osp.join(REPO_CONFIG_DIR, R50_CONFIGS[variant]))
+
+    def shrink(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in TINY_WIDTHS and isinstance(value, int):
+                    node[key] = TINY_WIDTHS[key]
+                elif key == 'out_channels' and value == 256:  # the neck's
+                    node[key] = TINY_WIDTHS['embed_dims']
+                else:
+                    shrink(value)
+        elif isinstance(node, list):
+            for value in node:
+                shrink(value)
+    shrink(cfg.model)
+    cfg.model.backbone.update(depth=18, base_channels=8)
+    if cfg.model.get('neck'):  # ResNet-18's stages have 8, 16, 32, 64
+        cfg.model.neck.in_channels = [
+            8 * 2**i for i in cfg.model.backbone.out_indices]
+    cfg.model.bbox_head.num_classes = num_classes
+    return cfg
+
+
 def tiny_panoptic_config(num_things: int = 3, num_stuff: int = 2,
                          num_queries: int = 6, **model) -> Config:
     """:func:`tiny_config` as a ``DETRPanoptic`` with the official mask head:
