@@ -319,26 +319,36 @@ def adapt_to_device(cfg: Config) -> None:
         cfg.model_wrapper_cfg = wrapper
 
 
-def enable_amp(cfg: Config) -> None:
-    """Mixed precision: mmengine's ``AmpOptimWrapper`` (fp16, dynamic loss
-    scale) on CUDA, :class:`CPUAutocastOptimWrapper` (bf16) on a CPU with
-    native bf16; on other CPUs fp32 with a warning, unless the config (or
-    ``--cfg-options``) already names that wrapper."""
+AMP_DTYPES = ('float16', 'bfloat16')
+
+
+def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
+    """Mixed precision (``--amp``, ``--amp-dtype``). On CUDA mmengine's
+    ``AmpOptimWrapper`` with a dynamic loss scale, in fp16 unless ``dtype``
+    (or the config's ``optim_wrapper.dtype``) says bfloat16. On a CPU
+    :class:`CPUAutocastOptimWrapper`: bf16 where the CPU has it natively
+    (fp16 when asked: loss-scaled, slow on most CPUs); on other CPUs fp32
+    with a warning, unless ``dtype`` or the config names that wrapper."""
+    if dtype is not None and dtype not in AMP_DTYPES:
+        raise SystemExit(f'error: --amp-dtype {dtype}: choose one of '
+                         f'{", ".join(AMP_DTYPES)}')
+    dtype = dtype or cfg.optim_wrapper.get('dtype')
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-    elif cpu_autocast.native_bf16() or \
+        cfg.optim_wrapper.dtype = dtype or 'float16'
+    elif dtype or cpu_autocast.native_bf16() or \
             cfg.optim_wrapper.get('type') == 'CPUAutocastOptimWrapper':
         cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+        cfg.optim_wrapper.dtype = dtype or 'bfloat16'
     else:
         print_log(
             '--amp: this CPU has no native bf16 (torch.ops.mkldnn.'
             '_is_mkldnn_bf16_supported() is False; capability '
             f'{torch.backends.cpu.get_cpu_capability()}), where bf16 autocast'
             ' makes training 8-24x slower: training in fp32 instead. To '
-            'force bf16: --cfg-options optim_wrapper.type='
-            'CPUAutocastOptimWrapper', logger='current', level=logging.WARNING)
+            'force bf16: --amp-dtype bfloat16', logger='current',
+            level=logging.WARNING)
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
