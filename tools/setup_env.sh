@@ -31,9 +31,39 @@ if [ "${1:-}" = "--check-torch-version" ]; then  # test hook: no install
   exit
 fi
 
+# A GPU on this machine: nvidia-smi lists one, or the installed torch sees one.
+# mmcv compiles its CUDA kernels only when it is told to (FORCE_CUDA=1) or sees
+# CUDA while building; a wheel built on a CPU machine, also one in pip's cache,
+# has none, and Deformable DETR/DINO then fail at their first forward.
+has_gpu() {
+  { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; } ||
+    { [ -x "$PY" ] && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; }
+}
+# mmcv's ops import; with a GPU, they were compiled with CUDA.
+mmcv_ready() {
+  if has_gpu; then
+    "$PY" -c "import sys, mmcv.ops; sys.exit(mmcv.ops.get_compiling_cuda_version() == 'not available')" 2>/dev/null
+  else
+    "$PY" -c "import mmcv.ops" 2>/dev/null
+  fi
+}
+# How mmcv is built here: its environment and pip flags.
+mmcv_build() {
+  if has_gpu; then
+    echo "FORCE_CUDA=1 MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} --no-cache-dir --force-reinstall --no-deps"
+  else
+    echo "MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2}"
+  fi
+}
+if [ "${1:-}" = "--mmcv-build" ]; then  # test hook: what it would run
+  mmcv_build
+  exit
+fi
+
 # The stamp records the files that define the environment; any change re-runs pip.
 want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
-if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] &&
+    { ! has_gpu || mmcv_ready; }; then
   exit 0
 fi
 
@@ -50,10 +80,28 @@ fi
 check_torch_version "$("$PY" -c "import torch; print(torch.__version__)")"
 # mmdet 3.3.0 asserts mmcv < 2.2; there is no prebuilt 2.1.0 wheel for this torch,
 # so it is built from source with its ops (about 9 minutes on 2 cores, once: pip
-# caches the wheel). Its setup.py imports torch, hence --no-build-isolation.
-if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+# caches the wheel). Its setup.py imports torch, hence --no-build-isolation. With
+# a GPU: its CUDA kernels too, never from the cache (mmcv_build above).
+if ! mmcv_ready; then
   pip install -q numpy
-  MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" pip install --no-build-isolation mmcv==2.1.0
+  read -r -a build <<< "$(mmcv_build)"
+  flags=() envs=()
+  for word in "${build[@]}"; do
+    if [[ "$word" == --* ]]; then flags+=("$word"); else envs+=("$word"); fi
+  done
+  if has_gpu; then  # mmcv's own dependencies first (--no-deps below)
+    pip install -q addict mmengine==0.10.7 opencv-python packaging pillow pyyaml yapf
+  fi
+  env "${envs[@]}" "$PY" -m pip --disable-pip-version-check install \
+    --no-build-isolation "${flags[@]}" mmcv==2.1.0
+  if ! mmcv_ready; then
+    echo "[setup_env] mmcv 2.1.0 was built, but its ops do not import" \
+      "$(has_gpu && echo "with CUDA (mmcv.ops.get_compiling_cuda_version():" \
+      "$("$PY" -c "import mmcv.ops; print(mmcv.ops.get_compiling_cuda_version())" 2>&1 | tail -n1)).")" \
+      "Check that nvcc matches your torch's CUDA (python -c 'import torch;" \
+      "print(torch.version.cuda)') and see docs/install.md." >&2
+    exit 1
+  fi
 fi
 pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
 # panopticapi (for mmdet's panoptic dataset and metric) from panopticapi-lite,
