@@ -108,6 +108,26 @@ def test_copies_follow_weight_changes_at_the_points_where_they_happen():
     assert cache._frozen.module is frozen is not None
 
 
+def test_moving_the_model_rebuilds_the_copies():
+    """``.to()`` (``.cuda()``, ``.double()``...) converts the weights: the
+    copies made of the old ones are dropped and rebuilt from the new ones,
+    on their device and in their dtype (a stale float32 copy failed on
+    float64 input; issue 27)."""
+    from detr_plugin.mmdet_reference import build_plugin_model
+    from helpers.configs import tiny_config
+    model = build_plugin_model(tiny_config()).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model.extract_feat(images)
+        first = model.folded_backbone._inference.module
+        model.to(torch.float64)
+        feat = model.extract_feat(images.double())[-1]
+        expected = model.backbone(images.double())[-1]
+    assert model.folded_backbone._inference.module is not first
+    assert feat.dtype == torch.float64
+    torch.testing.assert_close(feat, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_autocast_uses_the_folded_copy_without_a_warning():
     """Under bf16 autocast the copy's check runs in float32 and passes."""
     import warnings

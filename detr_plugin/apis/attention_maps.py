@@ -124,16 +124,18 @@ def attention_maps(inferencer: DETRInferencer,
     if points is None:  # box centres
         boxes = detections.bboxes[:num_points]
         points = (boxes[:, :2] + boxes[:, 2:]) / 2
-    points = torch.as_tensor(points, dtype=torch.float32).view(-1, 2)
+    points = torch.as_tensor(points, dtype=torch.float32,
+                             device=encoder_weights.device).view(-1, 2)
     rows = (points[:, 1] * scale_h / input_h * height).long().clamp(
         0, height - 1)
     cols = (points[:, 0] * scale_w / input_w * width).long().clamp(
         0, width - 1)
     encoder_maps = encoder_weights[rows * width + cols].view(
         -1, height, width)
-    return AttentionMaps(
+    return AttentionMaps(  # on the host, wherever the model runs
         image=mmcv.imread(image_path, channel_order='rgb'),
-        bboxes=detections.bboxes, scores=detections.scores,
-        labels=detections.labels, queries=queries,
-        decoder_maps=decoder_maps, points=points,
-        cells=torch.stack((rows, cols), dim=1), encoder_maps=encoder_maps)
+        bboxes=detections.bboxes.cpu(), scores=detections.scores.cpu(),
+        labels=detections.labels.cpu(), queries=queries.cpu(),
+        decoder_maps=decoder_maps.cpu(), points=points.cpu(),
+        cells=torch.stack((rows, cols), dim=1).cpu(),
+        encoder_maps=encoder_maps.cpu())

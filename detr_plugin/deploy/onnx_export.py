@@ -88,8 +88,9 @@ def export_onnx(detector: nn.Module, out_file: str,
             of the TorchScript-based one (deprecated since torch 2.9, still
             the faster and default choice in torch 2.13).
     """
-    image = torch.randn(1, 3, *sample_shape)
-    mask = torch.zeros(1, *sample_shape, dtype=torch.bool)
+    device = next(detector.parameters()).device  # trace where it lives
+    image = torch.randn(1, 3, *sample_shape, device=device)
+    mask = torch.zeros(1, *sample_shape, dtype=torch.bool, device=device)
     axes = dict(image={0: 'batch', 2: 'height', 3: 'width'},
                 mask={0: 'batch', 1: 'height', 2: 'width'})
     if has_fixed_input_size(detector):
@@ -131,9 +132,9 @@ def _paired_differences(boxes: np.ndarray, scores: np.ndarray,
     scores ranked in another order do not count as differences. Also the
     number of pairs whose labels differ."""
     from scipy.optimize import linear_sum_assignment
-    ref_boxes = reference.bboxes.numpy()
-    ref_scores = reference.scores.numpy()
-    ref_labels = reference.labels.numpy()
+    ref_boxes = reference.bboxes.cpu().numpy()
+    ref_scores = reference.scores.cpu().numpy()
+    ref_labels = reference.labels.cpu().numpy()
     cost = np.abs(boxes[:, None] - ref_boxes[None]).max(-1) + \
         1e3 * np.abs(scores[:, None] - ref_scores[None]) + \
         1e6 * (labels[:, None] != ref_labels[None])
@@ -179,8 +180,10 @@ def compare_with_pytorch(detector: nn.Module, onnx_file: str,
             samples.append(DetDataSample(metainfo=dict(
                 img_shape=(h, w), ori_shape=(h, w),
                 batch_input_shape=(pad_h, pad_w), scale_factor=(1., 1.))))
+        device = next(detector.parameters()).device
         with torch.no_grad():
-            expected = detector.predict(batch, samples, rescale=False)
+            expected = detector.predict(batch.to(device), samples,
+                                        rescale=False)
         boxes, scores, labels = run_onnx(onnx_file, batch.numpy(),
                                          mask.numpy())
         diffs = [_paired_differences(boxes[row], scores[row], labels[row],
