@@ -1,12 +1,21 @@
 """The ``detr_plugin`` registry scope.
 
-Every registry here is a *child* of mmdet's registry of the same kind (the way
-mmyolo owns its scope). With ``default_scope = 'detr_plugin'`` a config resolves
-``DETR``, ``DETRHead``, ``HungarianAssigner``, ... to this package's classes and
-everything it does not define (``ResNet``, ``CocoDataset``, transforms,
-``CocoMetric``, hooks, optimizers) to mmdet's or mmengine's. Nothing is ever
-registered into mmdet's registries, so importing this package changes nothing
-that mmdet's own configs build.
+Every registry here is a *child* of mmdet's registry of the same kind (the
+way mmyolo owns its scope). With ``default_scope = 'detr_plugin'`` a config
+resolves ``DETR``, ``DETRHead``, ``HungarianAssigner``, ... to this package's
+classes and everything it does not define (``ResNet``, ``CocoDataset``,
+transforms, ``CocoMetric``, hooks, optimizers) to mmdet's or mmengine's.
+
+The promise: importing the package registers mmdet's own modules in mmdet's
+registries (as mmdet does for its scope) and adds a file backend under a new
+name (``'atomic_local'``), and changes nothing else -- nothing of this
+package in mmdet's registries, no checkpoint loader of mmengine's, no entry
+of torch's allow-list or mmengine's FLOP table -- so mmdet's own configs
+build and load as before. One global is set by an explicit call:
+``detr_plugin.checkpoint.use_safe_loading()`` makes mmengine's checkpoint
+loader read every scheme without running code (the only place that loader
+can be told); the tools, the inferencer and the checkpoint hooks call it.
+``tests/test_registry.py`` checks both.
 """
 from typing import Optional
 

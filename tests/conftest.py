@@ -7,6 +7,8 @@ import pytest
 import torch
 
 sys.path.insert(0, osp.dirname(__file__))  # the ``helpers`` package
+# the tools' shared modules (cli, mmdet_reference, synthetic_shapes, ...)
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tools'))
 from helpers.configs import BALLOON_ENV, BALLOON_ROOT  # noqa: E402
 from helpers.data import make_shapes  # noqa: E402
 

@@ -19,11 +19,14 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from detr_plugin.engine import CPUAutocastOptimWrapper, cli, cpu_autocast
+from detr_plugin.engine import CPUAutocastOptimWrapper, cpu_autocast
 from detr_plugin.engine.hooks import NonFiniteLossHook
-from detr_plugin.mmdet_reference import build_plugin_model
+from mmdet_reference import build_plugin_model
 from detr_plugin.models import BatchedTargets
-from detr_plugin.testing import make_batch
+from mmdet_reference import make_batch
+
+
+cli = load_tool('cli')
 
 
 def make_data(num_gts=(3, 1), seed=0):
@@ -63,7 +66,7 @@ def test_amp_without_native_bf16_trains_fp32_saying_so(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(cpu_autocast, 'native_bf16', lambda: False)
     cfg = Config.fromfile(DETR_R50)
-    with mock.patch('detr_plugin.engine.cli.print_log') as log:
+    with mock.patch.object(cli, 'print_log') as log:
         cli.enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'OptimWrapper'
     (warning, ), _ = log.call_args
@@ -71,7 +74,7 @@ def test_amp_without_native_bf16_trains_fp32_saying_so(monkeypatch):
     assert 'training in fp32 instead. To force bf16: --amp-dtype bfloat16' \
         in warning
     cfg.merge_from_dict({'optim_wrapper.type': 'CPUAutocastOptimWrapper'})
-    with mock.patch('detr_plugin.engine.cli.print_log') as log:
+    with mock.patch.object(cli, 'print_log') as log:
         cli.enable_amp(cfg)  # forced: bf16, no warning
     assert not log.called and cfg.optim_wrapper.dtype == 'bfloat16'
     benchmark = load_tool('benchmark')

@@ -16,8 +16,8 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from detr_plugin.checkpoint_converters import plugin_to_mmdet
-from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.checkpoint import plugin_to_mmdet
+from mmdet_reference import build_plugin_model
 
 SIZE = (256, 256)
 BALLOON_CONFIG = osp.join(CONFIG_DIR, 'balloon',

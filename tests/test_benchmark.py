@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers.tools import load_tool, run_tool
 
-from detr_plugin.mmdet_reference import (REPO_CONFIG_DIR,
-                                         build_plugin_model, build_r50_pair)
-from detr_plugin.testing import make_batch
+from mmdet_reference import (REPO_CONFIG_DIR,
+                             build_plugin_model, build_r50_pair)
+from mmdet_reference import make_batch
 
 
 def test_parity_gate_refuses_models_that_differ():

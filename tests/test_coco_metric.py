@@ -16,12 +16,12 @@ import pytest
 import torch
 from helpers.configs import CONFIG_DIR, data_overrides
 from helpers.data import to_coco_detections
-from helpers.tools import run_tool
+from helpers.tools import load_tool, run_tool
 from mmengine.config import Config
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detr_plugin.datasets import generate_shapes_dataset
+from synthetic_shapes import generate_shapes_dataset
 
 CATEGORY_IDS = (3, 17, 90)
 ITERS = 20
@@ -74,11 +74,11 @@ def evaluated(tmp_path_factory):
     printed = [float(v) for v in TABLE_LINE.findall(log)]
     with open(out, 'rb') as f:
         results = pickle.load(f)
-    return info, printed, results
+    return info, printed, results, dict(config=config, out=out, tmp=tmp)
 
 
 def test_printed_table_equals_pycocotools_on_the_dump(evaluated):
-    info, printed, results = evaluated
+    info, printed, results, _ = evaluated
     ann_file = info['ann_files']['val']
     assert len(results) == 8
     assert sorted(r['img_id'] for r in results) == list(range(1, 9))
@@ -100,7 +100,7 @@ def test_printed_table_equals_pycocotools_on_the_dump(evaluated):
 def test_same_mapping_on_ground_truth_gives_ap_1(evaluated):
     """Our label/box/image-id mapping is exact: the GT as detections
     scores AP 1 (a category id or a box convention off fails here)."""
-    info, _, _ = evaluated
+    info, _, _, _ = evaluated
     ann_file = info['ann_files']['val']
     coco = COCO(ann_file)
     cat_ids = coco.getCatIds(catNms=list(info['classes']))
@@ -120,3 +120,34 @@ def test_same_mapping_on_ground_truth_gives_ap_1(evaluated):
     shifted = cat_ids[1:] + cat_ids[:1]
     stats = coco_stats(ann_file, to_coco_detections(results, shifted))
     assert stats[0] < 0.5
+
+
+class Payload:
+    """Runs ``touch PATH`` when unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return os.system, (f'touch {self.path}', )
+
+
+def test_eval_metric_reads_the_dump_safely(evaluated):
+    """tools/eval_metric.py evaluates tools/test.py's dump again to the
+    printed numbers, and refuses a dump whose pickle would run code (mmdet's
+    eval_metric.py runs it; issue 31, item 1)."""
+    _, printed, _, files = evaluated
+    metrics = load_tool('eval_metric').main([files['config'], files['out']])
+    assert metrics['coco/bbox_mAP'] == pytest.approx(printed[0], abs=5e-4)
+    assert metrics['coco/bbox_mAP_50'] == pytest.approx(printed[1], abs=5e-4)
+    marker = files['tmp'] / 'code_ran'
+    evil = str(files['tmp'] / 'evil.pkl')
+    with open(evil, 'wb') as f:
+        pickle.dump([dict(pred_instances=Payload(marker))], f)
+    proc = run_tool(['eval_metric.py', files['config'], evil],
+                    str(files['tmp']), check=False)
+    assert proc.returncode == 1 and not marker.exists()
+    assert proc.out.strip().splitlines()[-1] == (
+        f'error: refusing to read {evil}: posix.system is not what a results '
+        'dump holds; unpickling it could run arbitrary code.')

@@ -14,9 +14,9 @@ from helpers.tools import load_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from detr_plugin.mmdet_reference import (build_plugin_model, load_config,
-                                         mmdet_config_path)
-from detr_plugin.testing import make_batch
+from mmdet_reference import (build_plugin_model, load_config,
+                             mmdet_config_path)
+from mmdet_reference import make_batch
 
 CONFIGS = sorted(
     osp.relpath(path, CONFIG_DIR)
@@ -128,7 +128,7 @@ def test_variant_matches_mmdet_recipe(name):
 def test_dc5_dilates_the_last_stage():
     from detr_plugin.registry import MODELS
     cfg = load_config(osp.join(CONFIG_DIR, 'detr',
-                                   'detr_r50-dc5_8xb2-150e_coco.py'))
+                               'detr_r50-dc5_8xb2-150e_coco.py'))
     with DefaultScope.overwrite_default_scope('detr_plugin'):
         backbone = MODELS.build(cfg.model.backbone)
     backbone.eval()
@@ -139,7 +139,7 @@ def test_dc5_dilates_the_last_stage():
 
 
 def test_train_tool_flags_edit_the_config_as_mmdet(monkeypatch):
-    from detr_plugin.engine import cli
+    cli = load_tool('cli')
     monkeypatch.setenv('LOCAL_RANK', '0')  # load_config sets it if unset
     monkeypatch.setenv('RANK', '0')  # --launcher pytorch: torchrun's
     train = load_tool('train')

@@ -12,12 +12,12 @@ from helpers.tools import load_tool
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
-from detr_plugin.checkpoint_converters import (COCO_CATEGORY_IDS,
-                                               COCO_PANOPTIC_STUFF_IDS,
-                                               official_to_plugin,
-                                               plugin_to_mmdet,
-                                               plugin_to_official)
-from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.checkpoint.layouts import (COCO_CATEGORY_IDS,
+                                            COCO_PANOPTIC_STUFF_IDS,
+                                            official_to_plugin,
+                                            plugin_to_mmdet,
+                                            plugin_to_official)
+from mmdet_reference import build_plugin_model
 
 tool = load_tool('convert_checkpoint')
 
@@ -351,3 +351,25 @@ def test_the_tool_ends_an_unconvertible_checkpoint_with_its_message(
     assert proc.returncode == 1 and 'Traceback' not in proc.out
     assert proc.out.strip().splitlines()[-1].startswith(
         'error: not a checkpoint of a known DETR variant'), proc.out
+
+
+def test_the_tool_names_a_folder_output_and_an_official_file_as_mmdet(
+        tmp_path, tiny80):
+    """A folder as DST, and an official release given as ``--from mmdet``
+    (it was refused as a file that "could run arbitrary code"): one line
+    each, the second naming the right flag (issue 31, item 5)."""
+    from helpers.tools import run_tool
+    src = official_file(str(tmp_path / 'official.pth'),
+                        plugin_to_official(tiny80.state_dict()))
+    for args, message in (
+            (['--from', 'official', src, str(tmp_path)],
+             f'error: DST {tmp_path} is a folder: give the path of the .pth '
+             'file to write.'),
+            (['--from', 'mmdet', src, str(tmp_path / 'out.pth')],
+             f'error: {src} is an official facebookresearch/detr release '
+             '(its "model" and argparse "args"), not an mmdet checkpoint: '
+             'convert it with --from official')):
+        proc = run_tool(['convert_checkpoint.py', *args], str(tmp_path),
+                        check=False)
+        assert proc.returncode == 1 and 'Traceback' not in proc.out
+        assert proc.out.strip().splitlines()[-1] == message, proc.out

@@ -13,11 +13,11 @@ from helpers.configs import tiny_variant_config
 from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 
-from detr_plugin.mmdet_reference import (build_plugin_model,
-                                         train_without_dropout)
+from mmdet_reference import (build_plugin_model,
+                             train_without_dropout)
 from detr_plugin.models import DeformableAttention
 from detr_plugin.models.folded_backbone import no_tf32
-from detr_plugin.testing import make_batch
+from mmdet_reference import make_batch
 
 pytestmark = pytest.mark.cuda
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from helpers.configs import DETR_R50, data_overrides, tiny_config
+from helpers.configs import (DETR_R50, data_overrides, tiny_config,
+                             tiny_train_config)
 from helpers.data import (SHAPES_CLASSES, ann_path, broken_copy,
                           edit_annotations, set_image_size, truncate_file,
                           write_rotated_jpeg)
@@ -31,8 +32,8 @@ from detr_plugin.registry import DATASETS
 from detr_plugin.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
                                   CorruptImageError, DatasetCheckError,
                                   ImageSizeError, check_dataset_config)
-from detr_plugin.datasets.transforms import decode_image
-from detr_plugin.mmdet_reference import build_plugin_model
+from detr_plugin.datasets.transforms.checked_loading import decode_image
+from mmdet_reference import build_plugin_model
 
 TRAIN_PIPELINE = [dict(type='LoadImageFromFile'),
                   dict(type='LoadAnnotations', with_bbox=True),
@@ -96,6 +97,32 @@ def test_clean_set_passes_with_its_counts(shapes):
     assert report.num_boxes == len(coco['annotations'])
     assert report.num_dropped == 0
     assert report.files_checked == 'exist, header and end read'
+
+
+def test_a_child_config_setting_only_data_root_is_warned(shapes, tmp_path):
+    """A child config that assigns ``data_root`` alone keeps its base's
+    datasets on the base's files (configs/README.md): the check says so;
+    a root given through --cfg-options or restated datasets is not
+    warned."""
+    config_for(shapes).dump(str(tmp_path / 'base.py'))
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = './base.py'\ndata_root = 'data/mine/'\n")
+    (report, ) = check_dataset_config(Config.fromfile(str(child)), 'train')
+    (warning, ) = report.warnings
+    assert warning.startswith(
+        "data_root is 'data/mine/', but train_dataloader.dataset reads from "
+        f"['{shapes}/']: setting data_root in a child config does not "
+        're-point the datasets')
+    cfg = Config.fromfile(str(tmp_path / 'base.py'))
+    cfg.merge_from_dict(dict(data_root='data/mine/'))  # as --cfg-options
+    (report, ) = check_dataset_config(cfg, 'train')
+    assert report.warnings == []
+    child.write_text(
+        "_base_ = './base.py'\n"
+        f"train_dataloader = dict(dataset=dict(data_root={shapes + '/'!r}))\n"
+        f"data_root = {shapes + '/'!r}\n")
+    (report, ) = check_dataset_config(Config.fromfile(str(child)), 'train')
+    assert report.warnings == []
 
 
 # ---------------------------------------------------------------- classes
@@ -202,7 +229,7 @@ def test_deleted_image(shapes, tmp_path):
 
 # -------------------------------- images that disagree with their annotation
 def test_exif_rotated_image_is_named_by_the_check_and_the_loader(shapes,
-                                                                tmp_path):
+                                                                 tmp_path):
     """A JPEG stored 48 x 64 with EXIF orientation 6 decodes to 64 x 48 in
     mmcv, while its annotation (size and boxes) is in stored pixels: the
     check (from the header) and the loader name the image, both sizes and
@@ -510,54 +537,45 @@ def test_other_layouts_and_storage_are_skipped(shapes, tmp_path, dataset):
     assert report.skipped and report.errors == []
 
 
-def test_the_runners_dataset_takes_the_checked_annotations_over(shapes,
-                                                                tmp_path):
-    """Issue 10, item 2: the check and the runner's dataset read the
-    annotation file once between them, and the dataset holds what a dataset
-    reading the file itself holds; the hand-off is taken once, and not by a
-    dataset with other arguments or after the file changed."""
+def test_training_reads_each_annotation_file_once(shapes, tmp_path):
+    """Issue 30: the check built every dataset a second time and handed its
+    annotations to the runner's through a module-level cache. Now the
+    runner's own dataset loads (and checks) its file, DataCheckHook checks
+    that dataset before the first iteration: one read of the file."""
+    from mmengine.runner import Runner
+
     from detr_plugin.datasets import checked_coco
-    root = broken_copy(shapes, str(tmp_path / 'shapes'))
-    cfg = config_for(root)
-    dataset_cfg = cfg.train_dataloader.dataset
-
-    def build(**changes):
-        with DefaultScope.overwrite_default_scope('detr_plugin'):
-            dataset = DATASETS.build(dict(dataset_cfg, **changes))
-        return [dataset.get_data_info(i) for i in range(len(dataset))]
-
+    cfg = tiny_train_config(shapes, max_iters=1, work_dir=str(tmp_path))
+    cfg.default_hooks.data_check = dict(type='DataCheckHook')
     with mock.patch.object(checked_coco, 'load_coco_json',
-                           wraps=checked_coco.load_coco_json) as reads:
-        check_dataset_config(cfg, 'train', hand_off=True)
-        taken = build()
-        assert reads.call_count == 1
-        assert build() == taken and reads.call_count == 2  # taken once
-        check_dataset_config(cfg, 'train', hand_off=True)
-        build(filter_cfg=dict(filter_empty_gt=True))  # other arguments
-        assert reads.call_count == 4
-        edit_annotations(root, lambda data: data['annotations'].pop())
-        changed = build()  # the file changed after the check
-        assert reads.call_count == 5
-    assert len(taken) == 6 and sum(len(d['instances']) for d in taken) == \
-        sum(len(d['instances']) for d in changed) + 1
+                           wraps=checked_coco.load_coco_json) as reads, \
+            mock.patch('detr_plugin.engine.hooks.data_check.'
+                       'check_dataset_config',
+                       wraps=check_dataset_config) as checks:
+        Runner.from_cfg(cfg).train()
+    assert reads.call_count == 1
+    (call, ) = checks.call_args_list
+    assert call.args[1] == 'train' and \
+        type(call.kwargs['dataset']).__name__ == 'CheckedCocoDataset'
 
 
-def test_logging_coco_dataset_logs_what_its_filter_removed(shapes, tmp_path):
-    """mmdet's CocoDataset with the filter's log line (docs/training.md):
-    two images emptied of boxes, one smaller than min_size."""
-    from detr_plugin.datasets import LoggingCocoDataset
+def test_the_filter_is_logged(shapes, tmp_path):
+    """With ``filter_empty_gt`` the dataset says how many images its filter
+    kept and removed, and why: two images emptied of boxes, one smaller
+    than min_size (docs/training.md)."""
     root = broken_copy(shapes, str(tmp_path / 'shapes'))
     edit_annotations(root, lambda data: data.update(annotations=[
         a for a in data['annotations'] if a['image_id'] not in (1, 2)]))
     edit_annotations(root, lambda data: set_image_size(data, 3, 20, 64))
-    with DefaultScope.overwrite_default_scope('detr_plugin'):
-        dataset = LoggingCocoDataset(
+    with DefaultScope.overwrite_default_scope('detr_plugin'), \
+            mock.patch('detr_plugin.datasets.checked_coco.print_log') as log:
+        dataset = CheckedCocoDataset(
             data_root=root + '/', ann_file='annotations/instances_train.json',
             data_prefix=dict(img='train/'),
             metainfo=dict(classes=SHAPES_CLASSES),
             filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=[])
     assert len(dataset) == 3
-    assert dataset.filter_log == (
-        f'LoggingCocoDataset ({ann_path(root)}): kept 3 of 6 images; '
+    assert log.call_args.args[0] == (
+        f'CheckedCocoDataset ({ann_path(root)}): kept 3 of 6 images; '
         'filtered out 2 without boxes of the used classes '
         '(filter_empty_gt=True) and 1 smaller than min_size=32 px')

@@ -199,7 +199,7 @@ def demo_workspace(tmp_path_factory):
     import torch
     from mmengine.runner import save_checkpoint
 
-    from detr_plugin.datasets import generate_shapes_dataset
+    from synthetic_shapes import generate_shapes_dataset
     from detr_plugin.registry import MODELS
     workspace = tmp_path_factory.mktemp('after_demo')
     os.symlink(osp.join(ROOT, 'configs'), workspace / 'configs')

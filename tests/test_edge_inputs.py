@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from helpers.configs import tiny_config
 
-from detr_plugin.mmdet_reference import build_plugin_model
-from detr_plugin.testing import make_batch
+from mmdet_reference import build_plugin_model
+from mmdet_reference import make_batch
 
 
 @pytest.fixture(scope='module')

@@ -9,8 +9,8 @@ from helpers.detector import write_tiny_detector
 from helpers.tools import load_tool
 
 from detr_plugin.deploy import DETRExportWrapper
-from detr_plugin.mmdet_reference import build_plugin_model
-from detr_plugin.testing import make_batch
+from mmdet_reference import build_plugin_model
+from mmdet_reference import make_batch
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -123,7 +123,7 @@ def test_check_shapes_fit_a_fixed_size_graph(tmp_path, capsys):
     assert set(report) == {'64x64 padded to 64x64', '49x42 padded to 64x64',
                            '64x64+49x42 padded to 64x64'}
     for value in (['--shape', '0', '64'], ['--check-shapes', '8', '8', '-1',
-                                            '8']):
+                                           '8']):
         with pytest.raises(SystemExit):  # argparse: exit status 2
             tool.parse_args([config, checkpoint, str(out), *value])
     assert 'take sizes of 1 pixel or more' in capsys.readouterr().err

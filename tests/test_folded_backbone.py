@@ -60,7 +60,7 @@ def test_copies_follow_weight_changes_at_the_points_where_they_happen():
     """The detector drops its folded copies at train()/eval() switches
     (mmengine's EMA swap comes right before eval()), at load_state_dict and
     at an explicit refresh; nothing is checked per forward."""
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config()).eval()
     backbone, cache = model.backbone, model.folded_backbone
@@ -113,7 +113,7 @@ def test_moving_the_model_rebuilds_the_copies():
     copies made of the old ones are dropped and rebuilt from the new ones,
     on their device and in their dtype (a stale float32 copy failed on
     float64 input; issue 27)."""
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config()).eval()
     images = torch.randn(1, 3, 64, 64)
@@ -131,7 +131,7 @@ def test_moving_the_model_rebuilds_the_copies():
 def test_autocast_uses_the_folded_copy_without_a_warning():
     """Under bf16 autocast the copy's check runs in float32 and passes."""
     import warnings
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config()).eval()
     images = torch.randn(1, 3, 64, 64)
@@ -207,7 +207,7 @@ class NormBeforeConv(nn.Module):
 
 
 @pytest.mark.parametrize('channels', [3, 4], ids=['folds-wrong',
-                                                   'cannot-fold'])
+                                                  'cannot-fold'])
 def test_a_fold_that_changes_the_output_is_refused(channels):
     """3 channels: the fold runs and computes something else; 4: the BN
     does not fit the conv. Either way the module runs unfolded."""
@@ -278,7 +278,7 @@ def test_detector_uses_the_folded_copies():
     a gradient-enabled eval forward uses the backbone itself."""
     from helpers.configs import tiny_config
 
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     model = build_plugin_model(tiny_config())
     cache = model.folded_backbone
     images = torch.randn(1, 3, 64, 64)

@@ -10,8 +10,8 @@ import torch
 from helpers.configs import tiny_variant_config
 from helpers.syncs import HostSyncCounter, count_cuda_syncs
 
-from detr_plugin.mmdet_reference import build_plugin_model
-from detr_plugin.testing import make_batch
+from mmdet_reference import build_plugin_model
+from mmdet_reference import make_batch
 
 # at most, per training step (DETR: matching's two copies, the targets'
 # one, mmdet's GIoU eps twice, the logged terms' one)

@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 
 from detr_plugin.models import BatchedTargets, HungarianAssigner
-from detr_plugin.testing import random_boxes
+from mmdet_reference import random_boxes
 
 NUM_CLASSES = 5
 IMG_SHAPES = [(60, 80), (100, 50), (64, 64), (90, 120)]

@@ -1,5 +1,6 @@
-"""tools/infer.py and detr_plugin.apis.DETRInferencer: images in, drawn
-boxes and one COCO results JSON out."""
+"""tools/infer.py and detr_plugin.apis.DETRInferencer (mmdet's
+DetInferencer whose checkpoint must fit): images in, drawn boxes and one
+COCO results JSON out."""
 import json
 import os
 import os.path as osp
@@ -17,11 +18,13 @@ from helpers.tools import load_tool
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from detr_plugin.apis import (DETRInferencer, coco_results, image_ids,
-                              list_images)
-from detr_plugin.mmdet_reference import REPO_CONFIG_DIR, build_plugin_model
+from mmdet_reference import REPO_CONFIG_DIR, build_plugin_model
+
+from detr_plugin.apis import DETRInferencer
 
 infer = load_tool('infer')
+coco_results, image_ids, list_images = (infer.coco_results, infer.image_ids,
+                                        infer.list_images)
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +47,7 @@ def test_inferencer_boxes_are_in_original_pixels(detector_files):
     inferencer = DETRInferencer(config, checkpoint)
     assert tuple(inferencer.classes) == CLASSES
     for name, (h, w) in IMAGE_SHAPES.items():
-        result = inferencer(osp.join(images, name))
+        result = inferencer.predict(osp.join(images, name))
         pred = result.pred_instances
         assert result.ori_shape == (h, w)
         assert result.img_shape != (h, w)  # the pipeline resized it
@@ -55,8 +58,8 @@ def test_inferencer_boxes_are_in_original_pixels(detector_files):
         assert torch.all(pred.scores[:-1] >= pred.scores[1:])
     # an array in (BGR, as cv2 reads it) gives what the file gives
     path = osp.join(images, 'b.png')
-    from_file = inferencer(path).pred_instances
-    from_array = inferencer(cv2.imread(path)).pred_instances
+    from_file = inferencer.predict(path).pred_instances
+    from_array = inferencer.predict(cv2.imread(path)).pred_instances
     assert torch.allclose(from_file.scores, from_array.scores)
     assert torch.allclose(from_file.bboxes, from_array.bboxes)
 
@@ -100,7 +103,7 @@ def test_infer_tool_writes_drawings_and_coco_json(detector_files, tmp_path):
 
 
 def test_infer_skips_a_corrupt_image_and_writes_the_rest(detector_files,
-                                                       tmp_path, capsys):
+                                                         tmp_path, capsys):
     """One corrupt image aborted the run with mmcv's AssertionError and
     every detection made was lost; it is skipped with a warning naming it,
     the rest written, exit status 1; ``--on-error stop`` stops there
@@ -137,9 +140,9 @@ def test_drawing_is_bounded_with_its_boxes_scaled(detector_files, tmp_path):
                 '--draw-max-side', '64'])
     assert cv2.imread(str(tmp_path / 'vis' / 'b.png')).shape == (64, 48, 3)
     inferencer = DETRInferencer(config, checkpoint)
-    result = inferencer(path)
+    result = inferencer.predict(path)
     with mock.patch.object(inferencer.visualizer, 'add_datasample') as add:
-        inferencer.draw(path, result, str(tmp_path / 'x.png'), 0., 64)
+        infer.draw(inferencer, path, result, str(tmp_path / 'x.png'), 0., 64)
     _, image, drawn = add.call_args.args
     assert image.shape == (64, 48, 3)
     assert torch.allclose(drawn.pred_instances.bboxes,
@@ -154,10 +157,9 @@ def test_coco_results_ids_and_boxes():
     sample.pred_instances = InstanceData(
         bboxes=torch.tensor([[10., 20., 40., 60.], [0., 0., 5., 5.]]),
         scores=torch.tensor([0.9, 0.1]), labels=torch.tensor([79, 0]))
-    from detr_plugin.checkpoint_converters import (COCO_CATEGORY_IDS,
-                                                   coco_class_names)
+    from detr_plugin.checkpoint import COCO_CATEGORY_IDS, coco_class_names
     coco = coco_class_names(80)
-    entries = coco_results([sample], ['/x/000000397133.jpg'],
+    entries = coco_results(sample, '/x/000000397133.jpg', 397133,
                            COCO_CATEGORY_IDS, coco, score_thr=0.5)
     # COCO's numeric file name is its image id; toothbrush is id 90
     assert entries == [dict(image_id=397133, file_name='000000397133.jpg',
@@ -225,21 +227,21 @@ def test_inferencer_loads_a_checkpoint_in_mmdet_layout(detector_files,
     "missing" before the renaming)."""
     from mmengine.runner import CheckpointLoader
 
-    from detr_plugin.checkpoint_converters import plugin_to_mmdet
+    from detr_plugin.checkpoint import plugin_to_mmdet
     config, checkpoint, images = detector_files
     loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     loaded['state_dict'] = plugin_to_mmdet(loaded['state_dict'])
     mmdet_layout = str(tmp_path / 'mmdet_layout.pth')
     torch.save(loaded, mmdet_layout)
     path = osp.join(images, 'a.jpg')
-    ours = DETRInferencer(config, checkpoint)(path).pred_instances
+    ours = DETRInferencer(config, checkpoint).predict(path).pred_instances
     reads, load = [], CheckpointLoader.load_checkpoint
     monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', lambda *a, **k:
                         reads.append(a) or load(*a, **k))
     inferencer = DETRInferencer(config, mmdet_layout)
     assert [a[0] for a in reads] == [mmdet_layout]
     assert tuple(inferencer.classes) == CLASSES
-    theirs = inferencer(path).pred_instances
+    theirs = inferencer.predict(path).pred_instances
     assert torch.equal(ours.scores, theirs.scores)
     assert torch.equal(ours.bboxes, theirs.bboxes)
 
@@ -250,8 +252,7 @@ def test_inferencer_loads_a_successor_checkpoint_in_mmdet_layout(
         config, detector_files, tmp_path):
     """mmdet's layout of a successor (its attentions, box branches, norms)
     is renamed as DETR's is: the same detections as from our layout."""
-    from detr_plugin.checkpoint_converters import (model_variant,
-                                                   plugin_to_mmdet)
+    from detr_plugin.checkpoint import model_variant, plugin_to_mmdet
     config = osp.join(REPO_CONFIG_DIR, 'demo', config)
     torch.manual_seed(0)
     state_dict = build_plugin_model(config).state_dict()
@@ -262,7 +263,8 @@ def test_inferencer_loads_a_successor_checkpoint_in_mmdet_layout(
         path = str(tmp_path / f'{name}.pth')
         torch.save(dict(state_dict=weights, meta=dict(
             dataset_meta=dict(classes=CLASSES))), path)
-        detections.append(DETRInferencer(config, path)(image).pred_instances)
+        detections.append(
+            DETRInferencer(config, path).predict(image).pred_instances)
     assert torch.equal(detections[0].scores, detections[1].scores)
     assert torch.equal(detections[0].bboxes, detections[1].bboxes)
 
@@ -294,13 +296,63 @@ def test_a_checkpoint_of_another_variant_is_named(detector_files):
                                 'conditional-detr_r18_shapes.py'), checkpoint)
 
 
-def test_init_detectors_warnings_keep_where_they_were_raised(detector_files):
-    """Re-emitted after init_detector, its warnings name mmdet's line (they
-    named the inferencer's)."""
-    import mmdet.apis.inference
-    config, _, _ = detector_files
-    with pytest.warns(UserWarning, match='checkpoint is None') as caught:
-        DETRInferencer(config)
-    (origin, ) = {w.filename for w in caught
-                  if 'checkpoint is None' in str(w.message)}
-    assert origin == mmdet.apis.inference.__file__
+def test_infer_holds_no_images_results_while_it_goes_on(detector_files,
+                                                        tmp_path,
+                                                        monkeypatch):
+    """Each image's results (a panoptic model's full-size masks and map)
+    are written and dropped before the next image is read: when the model
+    predicts image k, no earlier image's result is alive (issue 31: 1.72 GB
+    for 20 images of 2000 x 2000, growing with every image)."""
+    import gc
+    import weakref
+    config, checkpoint, images = detector_files
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for i in range(5):
+        shutil.copy(osp.join(images, 'b.png'), folder / f'{i}.png')
+    refs, alive, predict = [], [], DETRInferencer.predict
+
+    def tracking(self, image):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in refs))
+        result = predict(self, image)
+        refs.append(weakref.ref(result))
+        return result
+    monkeypatch.setattr(DETRInferencer, 'predict', tracking)
+    infer.main([config, checkpoint, str(folder), '--out-dir',
+                str(tmp_path / 'out'), '--score-thr', '0'])
+    assert alive == [0] * 5
+    entries = json.loads((tmp_path / 'out' / 'results.bbox.json').read_text())
+    assert len(entries) == 5 * 10
+
+
+def test_infer_names_its_input_mistakes_in_one_line(detector_files, tmp_path):
+    """A glob matching nothing, a file as --out-dir, a config without a
+    test pipeline: one error line each (issue 31, item 5)."""
+    config, checkpoint, images = detector_files
+    (tmp_path / 'file').write_text('x')
+    boxes_only = osp.join(REPO_CONFIG_DIR, 'demo',
+                          'detr_r18_shapes-panoptic-boxes.py')
+    for args, message in (
+            ([config, checkpoint, osp.join(images, '*.gif')],
+             r"^error: INPUT: no image \(.*\) found at '.*\*\.gif'$"),
+            ([config, checkpoint, images, '--out-dir',
+              str(tmp_path / 'file')],
+             r'^error: --out-dir .*/file is a file: give a folder\.$'),
+            ([boxes_only, checkpoint, images, '--out-dir', str(tmp_path)],
+             r'^error: .*panoptic-boxes\.py has no test_dataloader')):
+        with pytest.raises(SystemExit, match=message):
+            infer.main(args)
+
+
+def test_an_extremely_thin_image_is_named(detector_files, tmp_path, capsys):
+    """A 3 x 4000 image stopped in OpenCV's resize (``inv_scale_x > 0``);
+    it is skipped naming the file and the reason."""
+    config, checkpoint, _ = detector_files
+    path = str(tmp_path / 'thin.png')
+    cv2.imwrite(path, np.zeros((3, 4000, 3), np.uint8))
+    with pytest.raises(SystemExit, match='1 of 1 images skipped'):
+        infer.main([config, checkpoint, path, '--out-dir',
+                    str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert f'skipped {path}: ' in err and 'OpenCV' not in err, err

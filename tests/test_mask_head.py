@@ -12,9 +12,9 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 
 from helpers.configs import tiny_panoptic_config
-from detr_plugin.mmdet_reference import build_plugin_model
+from mmdet_reference import build_plugin_model
 from detr_plugin.models import QueryMatches
-from detr_plugin.testing import make_batch
+from mmdet_reference import make_batch
 
 
 @pytest.fixture(scope='module')

@@ -4,6 +4,7 @@ CheckedCocoPanopticDataset on it."""
 import json
 import os
 import os.path as osp
+import re
 import shutil
 
 import numpy as np
@@ -16,9 +17,10 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from detr_plugin.datasets import (SHAPES, STUFF, DatasetCheckError,
-                                  check_dataset_config,
-                                  generate_panoptic_shapes_dataset)
+from synthetic_panoptic import STUFF, generate_panoptic_shapes_dataset
+from synthetic_shapes import SHAPES
+
+from detr_plugin.datasets import DatasetCheckError, check_dataset_config
 from detr_plugin.datasets.transforms import AddStuffInstances
 
 
@@ -111,6 +113,7 @@ def demo_config(root, **metainfo):
     """The panoptic demo's stage-2 config (train and val) on ``root``."""
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo',
                                    'detr_r18_shapes-panoptic.py'))
+    cfg.data_root = root
     for split in ('train', 'val'):
         dataset = cfg[f'{split}_dataloader'].dataset
         dataset.update(data_root=root, metainfo=dict(dataset.metainfo,
@@ -124,7 +127,7 @@ def demo_config(root, **metainfo):
 
 
 def test_checked_panoptic_dataset_loads_what_mmdets_does(panoptic_set,
-                                                          tmp_path):
+                                                         tmp_path):
     """The checks change nothing: the data list of mmdet's own panoptic
     dataset, which drops a segment of no pixel (area 0) as ours does, and
     the report counts every segment and the dropped one."""
@@ -143,7 +146,12 @@ def test_checked_panoptic_dataset_loads_what_mmdets_does(panoptic_set,
     theirs = DATASETS.build(dict(cfg, type='CocoPanopticDataset',
                                  serialize_data=False))
     assert type(ours).__name__ == 'CheckedCocoPanopticDataset'
-    assert ours.data_list == theirs.data_list and len(ours) == 8
+    # ours adds each image's listed segments with their areas (the check of
+    # the PNGs reads them)
+    assert [{k: v for k, v in d.items() if k != 'segment_areas'}
+            for d in ours.data_list] == theirs.data_list and len(ours) == 8
+    assert ours.data_list[0]['segment_areas'] == {
+        s['id']: s['area'] for s in data['annotations'][0]['segments_info']}
     segments = [s['category_id'] - 1 for ann in data['annotations']
                 for s in ann['segments_info']]
     dropped = data['annotations'][1]['segments_info'][0]
@@ -267,3 +275,61 @@ def test_segments_of_unknown_categories_are_named_with_their_image(
         'name a category_id that is not in "categories" (99): they are '
         'ignored. Fix: correct those ids or add the missing categories '
         "(invalid_boxes='error' in train_dataloader.dataset stops on them)."]
+
+
+def break_segment_map(root, case):
+    """Edit the panoptic set at ``root`` as ``case`` says; returns the image
+    id whose PNG and JSON disagree."""
+    import cv2
+    png_dir = osp.join(root, 'annotations', 'panoptic_train')
+    path = osp.join(root, 'annotations', 'panoptic_train.json')
+    with open(path) as f:
+        data = json.load(f)
+    ann = data['annotations'][1]
+    png = osp.join(png_dir, ann['file_name'])
+    if case == 'unlisted':  # a segment left out of segments_info
+        ann['segments_info'].pop(0)
+    elif case == 'empty_info':  # a painted PNG, nothing listed
+        ann['segments_info'] = []
+    elif case == 'swapped':  # two images' PNGs exchanged
+        other = osp.join(png_dir, data['annotations'][2]['file_name'])
+        os.rename(png, png + '.tmp')
+        os.rename(other, png)
+        os.rename(png + '.tmp', other)
+    elif case == 'lossy':  # colours off by one, as a lossy save leaves them
+        image = cv2.imread(png)
+        image[..., 0] = np.clip(image[..., 0].astype(int) + 1, 0, 255)
+        cv2.imwrite(png, image)
+    elif case == 'size':  # another size than the image's
+        cv2.imwrite(png, cv2.resize(cv2.imread(png), (64, 32),
+                                    interpolation=cv2.INTER_NEAREST))
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    return ann['image_id']
+
+
+@pytest.mark.parametrize('case, expected', [
+    ('unlisted', r'ids \d+ are not in segments_info \(\d+ px\)'),
+    ('empty_info', r'ids [\d, ]+ are not in segments_info'),
+    ('swapped', r'.*(are not in segments_info|have no pixel in it|px for '
+                r'an area of)'),
+    ('lossy', r'ids [\d, .]+ are not in segments_info.*segments [\d, .]+ of '
+              r'segments_info have no pixel in it'),
+    ('size', r'32 x 64 px \(h x w\), the image 64 x 64')])
+def test_segment_maps_that_disagree_with_their_json_are_named(
+        panoptic_set, tmp_path, case, expected):
+    """Each PNG is read once and compared with the file: ids it holds that
+    the file does not list, listed segments it lacks, areas, its size
+    (issue 31: training gave those images no masks, silently; a wrong size
+    failed at the first batch naming no file)."""
+    root = str(tmp_path / 'data')
+    shutil.copytree(panoptic_set, root)
+    image_id = break_segment_map(root, case)
+    with pytest.raises(DatasetCheckError) as info:
+        check_dataset_config(demo_config(root), 'train')
+    message = str(info.value)
+    assert re.search(
+        rf'segment maps disagree with the segments_info of \S+ \(image ids '
+        rf'[\d, ]*{image_id}[\d, ]*\); the first: \S+\.png: {expected}',
+        message), message
+    assert 'lossless, one colour per segment id' in message

@@ -12,9 +12,9 @@ from mmengine.optim import build_optim_wrapper
 from helpers.configs import CONFIG_DIR, tiny_panoptic_config
 from helpers.tools import run_tool
 
-from detr_plugin.mmdet_reference import build_plugin_model
+from mmdet_reference import build_plugin_model
 from detr_plugin.models.detr_panoptic import MASK_MODULES
-from detr_plugin.testing import make_batch
+from mmdet_reference import make_batch
 
 TRAINABLE_BN = dict(frozen_stages=-1, norm_eval=False,
                     norm_cfg=dict(type='BN', requires_grad=True))
@@ -79,7 +79,7 @@ def test_end_to_end_step_changes_the_detector_too():
 
 
 def test_tools_train_boxes_then_masks_then_test_print_pq(tmp_path):
-    from detr_plugin.datasets import generate_panoptic_shapes_dataset
+    from synthetic_panoptic import generate_panoptic_shapes_dataset
     generate_panoptic_shapes_dataset(
         str(tmp_path / 'data' / 'shapes_panoptic'), num_train=6, num_val=3)
     tiny = ['train_cfg.max_iters=2', 'train_dataloader.batch_size=2',
@@ -137,7 +137,8 @@ def test_frozen_detector_must_come_from_the_checkpoint(tmp_path):
 
     from mmengine.config import Config
 
-    from detr_plugin.engine import cli
+    from helpers.tools import load_tool
+    cli = load_tool('cli')
     from detr_plugin.engine.hooks import AdaptCheckpointHook
     cfg = tiny_panoptic_config(freeze_detector=True)
     model = build_plugin_model(cfg)

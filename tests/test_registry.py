@@ -9,8 +9,8 @@ from mmengine.registry import DefaultScope
 
 import detr_plugin
 from detr_plugin import registry
-from detr_plugin.mmdet_reference import (build_mmdet_model, build_plugin_model,
-                                         mmdet_config_path)
+from mmdet_reference import (build_mmdet_model, build_plugin_model,
+                             mmdet_config_path)
 
 PLUGIN_MODELS = ['DETR', 'DETRHead', 'SinePositionalEncoding',
                  'LearnedPositionalEncoding', 'MultiheadAttention',
@@ -81,3 +81,89 @@ def test_configs_build_their_own_models():
     assert type(theirs.bbox_head.assigner).__module__.startswith('mmdet.')
     # ...and both use mmdet's ResNet.
     assert type(ours.backbone) is type(theirs.backbone)
+
+
+def test_importing_changes_no_global_and_safe_loading_is_a_call():
+    """In a fresh process: ``import detr_plugin`` leaves mmengine's
+    checkpoint loaders, torch's allow-list and mmengine's FLOP table as they
+    were; ``use_safe_loading()`` then replaces every scheme's loader."""
+    import subprocess
+    import sys
+    # torch allows one of its own types when torch._dynamo is first imported
+    code = '''
+import torch
+import torch._dynamo
+from mmengine.analysis.complexity_analysis import _DEFAULT_SUPPORTED_FLOP_OPS
+from mmengine.runner import CheckpointLoader
+before = (dict(CheckpointLoader._schemes), torch.serialization.get_safe_globals(),
+          dict(_DEFAULT_SUPPORTED_FLOP_OPS))
+import detr_plugin
+after = (dict(CheckpointLoader._schemes), torch.serialization.get_safe_globals(),
+         dict(_DEFAULT_SUPPORTED_FLOP_OPS))
+assert before == after, 'import changed a global'
+from detr_plugin.checkpoint import files, use_safe_loading
+use_safe_loading()
+loaders = {k: v.__module__ for k, v in CheckpointLoader._schemes.items()}
+assert set(loaders.values()) == {files.__name__}, loaders
+print('ok')
+'''
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True)
+    assert proc.stdout.strip() == 'ok', proc.stderr[-2000:]
+
+
+def package_imports():
+    """``{module: modules of detr_plugin it imports}``, every import
+    statement counted (also the ones inside functions)."""
+    import ast
+    import os.path as osp
+    from pathlib import Path
+    root = Path(detr_plugin.__file__).parent
+    graph = {}
+    for path in root.rglob('*.py'):
+        parts = path.relative_to(root.parent).with_suffix('').parts
+        name = '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+        package = name if parts[-1] == '__init__' else name.rpartition('.')[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition('.')[0]
+                target = node.module or ''
+                target = f'{base}.{target}'.strip('.') if node.level else \
+                    target
+                found.add(target)
+                found.update(f'{target}.{a.name}' for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = found
+    return {name: {t for t in targets if t in graph and t != name}
+            for name, targets in graph.items()}, osp
+
+
+def test_the_package_imports_no_circle_and_models_no_engine():
+    graph, _ = package_imports()
+    state = {}
+
+    def visit(module, path):
+        state[module] = 'open'
+        for target in sorted(graph[module]):
+            if state.get(target) == 'open':
+                # a package's __init__ importing its own modules is no circle
+                # unless one of them imports the package back
+                raise AssertionError(' -> '.join(path + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[module] = 'done'
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    for module, targets in graph.items():
+        if module.startswith('detr_plugin.models'):
+            assert not any(t.startswith('detr_plugin.engine')
+                           for t in targets), module
+    source = ''.join(open(m.__file__).read() for m in [
+        detr_plugin.models.hungarian_assigner, detr_plugin.models.detr_head])
+    assert 'MessageHub' not in source

@@ -1,7 +1,7 @@
 """Checkpoints, resume and the runner's log through ``tools/train.py``.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``; the types mmengine
-writes are allow-listed by :mod:`detr_plugin.engine.safe_checkpoint` and
+writes are allow-listed by :mod:`detr_plugin.checkpoint` and
 nothing else. Training 4 iterations in one run must give bit-identical
 weights, optimizer state, LR schedule and logged history to a run that stopped
 after saving iteration 2 and was continued with ``--resume``.
@@ -153,14 +153,17 @@ def test_bad_checkpoints_are_named_without_suggesting_unsafe_loading(
     """mmengine's loader of local files (``load_from``, ``--resume``,
     ``tools/test.py``, mmdet's ``init_detector``) is ``safe_load``: it
     names the file and what it refused, never torch's ``weights_only=False``
-    suggestion, and runs no code (issue 14, item 10)."""
+    suggestion, and runs no code (issue 14, item 10), once the tools'
+    ``use_safe_loading()`` installed it."""
+    from detr_plugin.checkpoint import use_safe_loading
+    use_safe_loading()
     paths = bad_checkpoints(str(tmp_path))
     with pytest.raises(pickle.UnpicklingError) as error:
         CheckpointLoader.load_checkpoint(paths['malicious'])
     assert str(error.value).startswith(
         f'refusing to load {paths["malicious"]} as a checkpoint: it pickles '
         f'{os.system.__module__}.system, which is not on the allow-list '
-        "(mmengine's types, detr_plugin.engine.safe_checkpoint); unpickling "
+        "(mmengine's types, detr_plugin.checkpoint); unpickling "
         'it could run arbitrary code.')
     assert 'weights_only' not in str(error.value)
     for kind in ('truncated', 'empty'):
@@ -295,20 +298,20 @@ def test_test_tool_refuses_a_checkpoint_without_some_layers(runs, tmp_path):
 def test_only_history_buffer_statistics_may_be_fetched(tmp_path):
     """mmengine pickles ``getattr(HistoryBuffer, 'min')`` etc.; any other
     ``getattr`` in a checkpoint is refused."""
-    import detr_plugin.engine  # noqa: F401
+    from detr_plugin.checkpoint import safe_load
     path = str(tmp_path / 'getattr.pth')
     torch.save(dict(ok=HistoryBuffer.mean), path)
-    assert torch.load(path)['ok'] is HistoryBuffer.mean
+    assert safe_load(path)['ok'] is HistoryBuffer.mean
     torch.save(dict(bad=HistoryBuffer.update), path)
     with pytest.raises(pickle.UnpicklingError, match="'update'"):
-        torch.load(path)
+        safe_load(path)
 
 
 def test_misfit_message_names_the_successors_classifiers():
     """A successor's sigmoid classifiers (one per decoder layer, no
     no-object row) are named as the classifier; other tensors of another
     shape are counted as another model's (issue 14, item 6)."""
-    from detr_plugin.engine.hooks.adapt_checkpoint import misfit_message
+    from detr_plugin.checkpoint import misfit_message
     text = misfit_message('x.pth', [
         ('bbox_head.cls_branches.0.weight', (80, 256), (3, 256)),
         ('bbox_head.cls_branches.0.bias', (80, ), (3, )),
@@ -326,8 +329,7 @@ def test_misfit_message_names_the_successors_classifiers():
 def test_missing_tensors_are_counted_by_module():
     """Tensors the checkpoint lacks are counted under their module (the
     first two name parts, most first); BN's step counters do not count."""
-    from detr_plugin.engine.hooks.adapt_checkpoint import (misfit_message,
-                                                           missing_tensors)
+    from detr_plugin.checkpoint import misfit_message, missing_tensors
     ours = dict.fromkeys([
         'backbone.conv1.weight', 'backbone.bn1.num_batches_tracked',
         'decoder.layers.0.ffn.weight', 'decoder.layers.1.ffn.weight',
@@ -353,7 +355,7 @@ def test_a_fine_tuning_configs_hook_leaves_a_resume_to_the_refusal():
 
     from detr_plugin.engine.hooks import (AdaptCheckpointHook,
                                           AtomicCheckpointHook)
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     from helpers.configs import tiny_config
     model = build_plugin_model(tiny_config(num_classes=1))
     state_dict = dict(model.state_dict(), **{
@@ -375,17 +377,15 @@ def test_fine_tuning_resets_every_class_row_tensor_and_names_the_rest():
     """The README's recipe (load_from + AdaptCheckpointHook()) on DINO: the
     hook reset only bbox_head.fc_cls, which DINO lacks, so mmengine warned
     "size mismatch" for each classifier and the denoising label embedding.
-    A checkpoint of another variant got "every other weight loads"; now one
-    warning counts what keeps its initial values (every key of the model
-    is then present with the model's shape: no "size mismatch", no
-    "missing keys" from mmengine)."""
+    A checkpoint of another variant got "every other weight loads"; now it
+    is refused, naming both variants (issue 31, item 4)."""
     from types import SimpleNamespace
     from unittest import mock
 
     from mmengine.config import Config
 
     from detr_plugin.engine.hooks import AdaptCheckpointHook
-    from detr_plugin.mmdet_reference import build_plugin_model
+    from mmdet_reference import build_plugin_model
     from helpers.configs import CONFIG_DIR
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'demo', 'dino_r18_shapes.py'))
     three = build_plugin_model(cfg).state_dict()
@@ -411,22 +411,33 @@ def test_fine_tuning_resets_every_class_row_tensor_and_names_the_rest():
     assert warning.endswith(
         ': ' + ', '.join(branches) + ', dn_query_generator.label_embedding '
         'are re-initialized, every other weight loads from the checkpoint.')
-    # a DETR checkpoint for Conditional DETR: the decoder is another's
+    # a DETR checkpoint for Conditional DETR: the decoder is another's, so
+    # fine-tuning would start most of the model afresh; refused, naming both
+    # variants and the way to start only the backbone from it
+    from detr_plugin.checkpoint import CheckpointMisfitError
     detr = build_plugin_model(osp.join(CONFIG_DIR, 'demo',
                                        'detr_r18_shapes.py')).state_dict()
-    model = build_plugin_model(osp.join(
+    runner.model = build_plugin_model(osp.join(
         CONFIG_DIR, 'demo', 'conditional-detr_r18_shapes.py'))
-    runner.model = model
-    logger.warning.reset_mock()
-    state_dict = dict(detr)
-    AdaptCheckpointHook().after_load_checkpoint(runner, state_dict)
-    warnings = [call.args[0] for call in logger.warning.call_args_list]
-    assert warnings[-1].endswith(
-        "): they keep their initial values (it holds a detr model, the "
-        'config builds a conditional_detr).')
-    assert "of the model's tensors are missing from the checkpoint c.pth " \
-        'or have other shapes there (in decoder.layers:' in warnings[-1]
-    assert not any('every other weight loads' in w for w in warnings)
-    ours = model.state_dict()
-    assert set(ours) <= set(state_dict) and all(
-        state_dict[k].shape == ours[k].shape for k in ours)
+    with pytest.raises(CheckpointMisfitError, match=(
+            r'the checkpoint c\.pth holds a detr model \(its keys show it\), '
+            r'the config builds a conditional_detr: most of its tensors would '
+            r"not load\. .*init_cfg=dict\(type='Pretrained', "
+            r"prefix='backbone\.'"
+    )):
+        AdaptCheckpointHook().after_load_checkpoint(runner, dict(detr))
+
+
+def test_the_resume_refusal_names_the_file_it_read(runs, tmp_path):
+    """``--resume`` without a path: the refusal named "the newest checkpoint
+    of DIR"; it names the file mmengine read (issue 31, item 5)."""
+    import shutil
+    work = str(tmp_path / 'work')
+    shutil.copytree(runs['straight'], work)
+    proc = run_tool(['train.py', TINY_CONFIG, '--resume', '--work-dir', work,
+                     '--cfg-options', 'model.bbox_head.num_classes=1',
+                     'train_dataloader.dataset.metainfo.classes=[circle]'],
+                    runs['root'], check=False)
+    assert_ends_with_error(
+        proc, f'--resume: the checkpoint {osp.join(work, "iter_4.pth")} does '
+        'not fit the model of the config: ')

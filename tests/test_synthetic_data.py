@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from detr_plugin.datasets import SHAPES, generate_shapes_dataset
+from synthetic_shapes import SHAPES, generate_shapes_dataset
 
 SMALL = dict(num_train=12, num_val=5, image_size=(64, 80), empty_fraction=0.25,
              max_objects=4)

@@ -3,6 +3,7 @@ cross-attention of the top queries and the encoder's self-attention at
 reference points, read through the attention modules' keep_weights opt-in."""
 import math
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -42,12 +43,13 @@ def test_maps_have_feature_map_shape_and_are_distributions(setup):
 def test_detections_and_query_indices_agree_with_plain_inference(setup):
     inferencer, image, _ = setup
     maps = attention_maps(inferencer, image, topk=4)
-    plain = inferencer(image).pred_instances  # the fused attention path
+    # the fused attention path
+    plain = inferencer.predict(image).pred_instances
     assert torch.allclose(maps.scores, plain.scores[:4], atol=1e-6)
     assert torch.allclose(maps.bboxes, plain.bboxes[:4], atol=1e-4)
     # each detection's score is its query's best class probability
     model = inferencer.model
-    data = inferencer.pipeline(False)(dict(img_path=image, img_id=0))
+    data = inferencer.pipeline(image)
     data = model.data_preprocessor(dict(inputs=[data['inputs']],
                                         data_samples=[data['data_samples']]))
     with torch.no_grad():
@@ -91,6 +93,38 @@ def test_tool_writes_a_png(setup, tmp_path):
 def test_a_model_without_kept_weights_is_refused_clearly():
     from detr_plugin.apis.attention_maps import kept_weights
     from detr_plugin.models import ConditionalAttention
-    with pytest.raises(TypeError, match='ConditionalAttention'):
+    with pytest.raises(ValueError, match='ConditionalAttention'):
         with kept_weights(ConditionalAttention(32, 4)):
             pass
+
+
+def test_the_tool_names_its_input_mistakes_in_one_line(setup, tmp_path,
+                                                       capsys):
+    """A missing image, a folder, a corrupt file, points outside the image
+    (clamped silently before), a model without DETR's attention (a
+    TypeError's traceback before): one error line each (issue 31)."""
+    from mmdet_reference import REPO_CONFIG_DIR, build_plugin_model
+    _, image, (config, checkpoint) = setup
+    corrupt = tmp_path / 'corrupt.jpg'
+    corrupt.write_bytes(b'\xff\xd8 not really')
+    conditional = osp.join(REPO_CONFIG_DIR, 'demo',
+                           'conditional-detr_r18_shapes.py')
+    conditional_weights = str(tmp_path / 'conditional.pth')
+    torch.save(dict(state_dict=build_plugin_model(conditional).state_dict()),
+               conditional_weights)
+    for args, message in (
+            ([config, checkpoint, str(tmp_path / 'none.jpg')],
+             'no such file'),
+            ([config, checkpoint, str(tmp_path)], 'is a folder'),
+            ([config, checkpoint, str(corrupt)],
+             rf'^error: IMAGE {corrupt} cannot be read as an image'),
+            ([config, checkpoint, image, '--points', '10,10', '500,20'],
+             r'^error: --points \[\(500\.0, 20\.0\)\] lie outside the 120 x '
+             r'90 \(w x h\) image'),
+            ([conditional, conditional_weights, image],
+             r'^error: .*conditional-detr_r18_shapes\.py: attention maps '
+             r'need attentions that keep their weights')):
+        with pytest.raises(SystemExit) as stop:
+            vis_attention.main(args + ['--out', str(tmp_path / 'x.png')])
+        said = str(stop.value.code) + capsys.readouterr().err  # argparse's
+        assert re.search(message, said.strip().splitlines()[-1]), said

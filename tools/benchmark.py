@@ -34,15 +34,15 @@ from mmcv.ops.multi_scale_deform_attn import \
     multi_scale_deformable_attn_pytorch
 
 from detr_plugin.engine import cpu_autocast
-from detr_plugin.mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
-                                         build_r50_pair, layer_references,
-                                         load_config,
-                                         same_proposal_ranking,
-                                         train_without_dropout)
+from mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
+                             build_r50_pair, layer_references,
+                             load_config,
+                             same_proposal_ranking,
+                             train_without_dropout)
 from detr_plugin.models.deformable_attention import (sample_levels_cpu,
                                                      sample_levels_grid)
 from detr_plugin.models.folded_backbone import no_tf32
-from detr_plugin.testing import make_batch
+from mmdet_reference import make_batch
 
 TRAIN_SHAPES = [(512, 640), (480, 640)]  # train_step: batch 2
 TEST_SHAPE = (800, 1333)  # inference: the COCO test size
@@ -567,8 +567,8 @@ def scaling_tables(theirs, ours, device, repeats) -> dict:
     """Head-loss time against boxes, inference/memory against tokens."""
     tables = dict(head_loss=[], inference=[])
     print('\nhead loss (batch 8) vs GT boxes per image')
-    print('| boxes | queries | mmdet s | plugin s | speedup |\n|---|---|---|---'
-          '|---|')
+    print('| boxes | queries | mmdet s | plugin s | speedup |\n'
+          '|---|---|---|---|---|')
     for boxes, queries in ((1, 100), (10, 100), (50, 100), (100, 100),
                            (300, 300)):
         med = bench_head_loss(theirs, ours, device, max(2, repeats // 2),

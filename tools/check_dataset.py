@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 from detr_plugin.datasets.coco_annotations import ids_text  # noqa: E402
 
 
@@ -137,15 +138,13 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from detr_plugin.datasets import audit_split
-    from detr_plugin.engine import cli
+    import cli
     cli.check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    # --show-dir builds the dataset again: it takes the loaded one over
     reports = audit_split(cfg, args.split, check_files=True,
-                          decode_images=not args.no_decode,
-                          hand_off=bool(args.show_dir))
+                          decode_images=not args.no_decode)
     if not reports:
         print(f'{args.config}: no {args.split}_dataloader dataset to check')
         return 1

@@ -15,6 +15,12 @@ classes (``--num-classes 250`` keeps every row) for
 ``configs/detr_panoptic/detr_r50_8xb2-panoptic-25e_coco.py``.
 ``mmdet``: an mmdet 3.x checkpoint of DETR or a successor (Conditional DETR,
 DAB-DETR, Deformable DETR, DINO; told from its keys, ``--model`` names it).
+``hf``: a Hugging Face transformers state dict (``pytorch_model.bin``,
+``.pth`` or ``model.safetensors``) of ``DetrForObjectDetection``,
+``DetrForSegmentation``, ``ConditionalDetrForObjectDetection``,
+``DabDetrForObjectDetection`` or ``DeformableDetrForObjectDetection`` (told
+from its keys); its own classes are kept, named from a ``config.json``
+beside it. Deformable DETR's needs ``model.neck.bias=True`` in its config.
 The output ``{'state_dict', 'meta'}`` loads strictly into the matching config
 of ``configs/`` (``load_from=...`` or ``tools/test.py CONFIG OUT``).
 """
@@ -24,24 +30,25 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
-from detr_plugin.checkpoint_converters import (  # noqa: E402
-    MMDET_LAYOUTS, convert_checkpoint, num_classes_of)
-from detr_plugin.engine import cli  # noqa: E402
+from detr_plugin.checkpoint import (  # noqa: E402
+    MMDET_LAYOUTS, convert_checkpoint, convert_hf_checkpoint, num_classes_of)
+import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--from', dest='source', required=True,
-                        choices=['official', 'mmdet'],
+                        choices=['official', 'mmdet', 'hf'],
                         help='layout of SRC')
     parser.add_argument('src', help='checkpoint to convert')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--num-classes', type=int, default=None,
                         help='classes of the head: official 80 (default, '
                         'mmdet\'s COCO order) or 91 (COCO category ids), '
-                        'its panoptic release 133 (default) or 250; mmdet: '
-                        'checked against the checkpoint')
+                        'its panoptic release 133 (default) or 250; mmdet, '
+                        'hf: checked against the checkpoint')
     parser.add_argument('--model', choices=sorted(MMDET_LAYOUTS),
                         default=None, help='mmdet: the DETR variant of SRC '
                         '(default: told from its keys)')
@@ -51,15 +58,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cli.check_checkpoint_file(args.src, 'SRC')
+    if osp.isdir(args.dst):
+        raise SystemExit(f'error: DST {args.dst} is a folder: give the path '
+                         'of the .pth file to write.')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    converted = convert_checkpoint(args.src, args.dst, args.source,
-                                   args.num_classes, args.model)
+    if args.source == 'hf':
+        converted = convert_hf_checkpoint(args.src, args.dst,
+                                          args.num_classes)
+    else:
+        converted = convert_checkpoint(args.src, args.dst, args.source,
+                                       args.num_classes, args.model)
     state_dict = converted['state_dict']
     num_params = sum(v.numel() for v in state_dict.values()
                      if v.is_floating_point())
     print(f'{args.src} ({args.source}) -> {args.dst}: {len(state_dict)} '
           f'tensors, {num_params / 1e6:.2f} M values, '
           f'{num_classes_of(state_dict)} classes')
+    if 'neck.convs.0.conv.bias' in state_dict:  # transformers' Deformable
+        print('its neck convolutions have biases: load it with '
+              'model.neck.bias=True in the config')
 
 
 if __name__ == '__main__':

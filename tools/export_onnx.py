@@ -17,14 +17,106 @@ import importlib.util
 import os
 import os.path as osp
 import sys
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
 from detr_plugin.apis import DETRInferencer  # noqa: E402
-from detr_plugin.engine import cli  # noqa: E402
+import cli  # noqa: E402
 from detr_plugin.deploy import (  # noqa: E402
-    DETRExportWrapper, compare_with_pytorch, export_onnx,
-    has_fixed_input_size)
+    DETRExportWrapper, export_onnx, has_fixed_input_size)
+from detr_plugin.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
+
+
+def run_onnx(onnx_file: str, image: np.ndarray,
+             mask: np.ndarray) -> Sequence[np.ndarray]:
+    """``boxes, scores, labels`` of the exported model with onnxruntime."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(
+        onnx_file, providers=['CPUExecutionProvider'])
+    return session.run(list(OUTPUT_NAMES), dict(image=image, mask=mask))
+
+
+def _paired_differences(boxes: np.ndarray, scores: np.ndarray,
+                        labels: np.ndarray, reference) -> Tuple[float, float,
+                                                                int]:
+    """Largest box and score differences between one image's ONNX outputs
+    and ``reference`` (``InstanceData``), after pairing the detections
+    one-to-one (same label, nearest box and score), so that near-tied
+    scores ranked in another order do not count as differences. Also the
+    number of pairs whose labels differ."""
+    from scipy.optimize import linear_sum_assignment
+    ref_boxes = reference.bboxes.cpu().numpy()
+    ref_scores = reference.scores.cpu().numpy()
+    ref_labels = reference.labels.cpu().numpy()
+    cost = np.abs(boxes[:, None] - ref_boxes[None]).max(-1) + \
+        1e3 * np.abs(scores[:, None] - ref_scores[None]) + \
+        1e6 * (labels[:, None] != ref_labels[None])
+    rows, cols = linear_sum_assignment(cost)
+    return (float(np.abs(boxes[rows] - ref_boxes[cols]).max(initial=0)),
+            float(np.abs(scores[rows] - ref_scores[cols]).max(initial=0)),
+            int((labels[rows] != ref_labels[cols]).sum()))
+
+
+def compare_with_pytorch(detector: nn.Module, onnx_file: str,
+                         shapes: Sequence[Tuple[int, int]],
+                         seed: int = 0,
+                         canvas: Optional[Tuple[int, int]] = None
+                         ) -> Dict[str, dict]:
+    """Run the ONNX file (onnxruntime) and ``detector.predict`` (in eval
+    mode) on random images of each ``shapes`` entry alone, and on all of
+    them as one padded batch (which exercises the mask); with ``canvas``
+    (a fixed-size graph) every batch is padded to it.
+
+    Returns:
+        Per case (``'HxW'``, ``'HxW+HxW padded'``): ``boxes`` (largest
+        absolute difference, pixels), ``scores`` (largest absolute
+        difference) and ``label_mismatches``.
+    """
+    from mmdet.structures import DetDataSample
+    detector.eval()
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.randn(3, h, w, generator=generator) for h, w in shapes]
+    cases = [[i] for i in range(len(shapes))]
+    if len(shapes) > 1:
+        cases.append(list(range(len(shapes))))
+    report = {}
+    for case in cases:
+        pad_h, pad_w = canvas or (max(shapes[i][0] for i in case),
+                                  max(shapes[i][1] for i in case))
+        batch = torch.zeros(len(case), 3, pad_h, pad_w)
+        mask = torch.ones(len(case), pad_h, pad_w, dtype=torch.bool)
+        samples = []
+        for row, i in enumerate(case):
+            h, w = shapes[i]
+            batch[row, :, :h, :w] = images[i]
+            mask[row, :h, :w] = False
+            samples.append(DetDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w),
+                batch_input_shape=(pad_h, pad_w), scale_factor=(1., 1.))))
+        device = next(detector.parameters()).device
+        with torch.no_grad():
+            expected = detector.predict(batch.to(device), samples,
+                                        rescale=False)
+        boxes, scores, labels = run_onnx(onnx_file, batch.numpy(),
+                                         mask.numpy())
+        diffs = [_paired_differences(boxes[row], scores[row], labels[row],
+                                     expected[row].pred_instances)
+                 for row in range(len(case))]
+        name = '+'.join(f'{shapes[i][0]}x{shapes[i][1]}' for i in case)
+        if canvas:
+            name += f' padded to {pad_h}x{pad_w}'
+        elif len(case) > 1:
+            name += ' padded'
+        report[name] = dict(boxes=max(d[0] for d in diffs),
+                            scores=max(d[1] for d in diffs),
+                            label_mismatches=sum(d[2] for d in diffs))
+    return report
 
 
 def parse_args(argv=None) -> argparse.Namespace:

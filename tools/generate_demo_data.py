@@ -5,15 +5,15 @@ with ``--panoptic``, panoptic (COCO panoptic: stuff bands under the shapes).
     python tools/generate_demo_data.py --out /tmp/s --category-ids 3 17 90
     python tools/generate_demo_data.py --panoptic --out data/shapes_panoptic
 
-See :mod:`detr_plugin.datasets.synthetic_shapes` and
-:mod:`detr_plugin.datasets.synthetic_panoptic` for the layouts. With
+See ``tools/synthetic_shapes.py`` and ``tools/synthetic_panoptic.py`` for
+the layouts. With
 ``--panoptic`` the class, category and empty-image options do not apply.
 """
 import argparse
 import json
 
-from detr_plugin.datasets import (generate_panoptic_shapes_dataset,
-                                  generate_shapes_dataset)
+from synthetic_panoptic import generate_panoptic_shapes_dataset
+from synthetic_shapes import generate_shapes_dataset
 
 
 def parse_args(argv=None):

@@ -263,7 +263,8 @@ class Check:
         map50 = re.findall(r'coco/bbox_mAP_50: ([\d.]+)', log)
         self.results['demo'].update(
             iterations=iters, finished=not proc.returncode and
-            f'Iter(train) [{iters}/{iters}]' in log, seconds_per_iter=round(times[-1], 4) if times else None,
+            f'Iter(train) [{iters}/{iters}]' in log,
+            seconds_per_iter=round(times[-1], 4) if times else None,
             fp16_overflow_steps=log.count('fp16 overflow at'),
             bbox_mAP_50=float(map50[-1]) if map50 else None)
 
@@ -292,9 +293,11 @@ class Check:
         demo = r['demo']
         rows.append(('DINO demo --amp (fp16)',
                      f"{demo.get('iterations')} iterations "
-                     f"{'finished' if demo.get('finished') else 'NOT finished'}"
-                     f", {demo.get('seconds_per_iter')} s/iter, fp16 overflow "
-                     f"steps skipped {demo.get('fp16_overflow_steps')}, "
+                     + ('finished' if demo.get('finished')
+                        else 'NOT finished')
+                     + f", {demo.get('seconds_per_iter')} s/iter, fp16 "
+                     'overflow steps skipped '
+                     f"{demo.get('fp16_overflow_steps')}, "
                      f"bbox mAP_50 {demo.get('bbox_mAP_50')}"))
         for name, step in r.items():
             if isinstance(step, dict) and 'error' in step:

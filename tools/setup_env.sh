@@ -104,11 +104,6 @@ if ! mmcv_ready; then
   fi
 fi
 pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
-# panopticapi (for mmdet's panoptic dataset and metric) from panopticapi-lite,
-# without its dependencies: its metadata pins numpy<2, which conflicts with
-# opencv-python 5 (numpy>=2); its code uses only numpy and Pillow and works on
-# numpy 2 (see requirements.txt).
-pip install -q --no-deps panopticapi-lite==0.2.0
-pip install -q --no-build-isolation --no-deps -e "$ROOT"
+pip install -q --no-build-isolation -e "$ROOT"
 echo "$want" > "$STAMP"
 echo "[setup_env] environment ready in $(( $(date +%s) - start )) s at $VENV"

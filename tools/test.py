@@ -15,10 +15,10 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
 import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
-from detr_plugin.engine import cli  # noqa: E402
-from detr_plugin.datasets import check_dataset_config  # noqa: E402
+import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,17 +53,16 @@ def main(argv=None):
                  'box stage): test with the config of a stage that evaluates.')
     cfg.load_from = args.checkpoint
     cli.refuse_misfit_checkpoints(cfg)  # e.g. another class count
-    cli.init_process_group(cfg)  # the check runs on rank 0
-    check_dataset_config(cfg, 'test', hand_off=True)  # before the model
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
+    # the test data: as its dataset loads, and before the first image
+    # (DataCheckHook)
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    with cli.named_argument_errors(cfg):  # e.g. a typo in model.*
-        runner = cli.build_runner(cfg)
-        if args.out is not None:
-            runner.test_evaluator.metrics.append(
-                DumpDetResults(out_file_path=args.out))
-        return runner.test()
+    runner = cli.build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    return runner.test()
 
 
 if __name__ == '__main__':

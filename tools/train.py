@@ -16,10 +16,10 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
 import detr_plugin  # noqa: E402,F401  (registers the detr_plugin scope)
-from detr_plugin.engine import cli  # noqa: E402
-from detr_plugin.datasets import check_dataset_config  # noqa: E402
+import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None):
     args = parse_args(argv)
     cfg = cli.load_config(args)
-    cli.check_hook_arguments(cfg)  # a typo fails now, not at the first save
     if args.amp_dtype and not args.amp:
         raise SystemExit('error: --amp-dtype takes effect with --amp: '
                          f'--amp --amp-dtype {args.amp_dtype}')
@@ -58,16 +57,9 @@ def main(argv=None):
                               '--resume' if args.resume else 'load_from')
     cli.check_frozen_detector(cfg)
     cli.check_pretrained_sources(cfg)
-    # classes, num_classes, annotation files and image files, before the
-    # model is built: one DatasetCheckError naming key, file, ids and fix.
-    # On rank 0, the others get the verdict; the runner's datasets take the
-    # loaded ones over (each annotation file is read once).
-    cli.init_process_group(cfg)
-    check_dataset_config(cfg, 'train', hand_off=True)
-    if cfg.get('val_cfg') and cfg.get('val_dataloader'):
-        check_dataset_config(cfg, 'val', hand_off=True)
-    with cli.named_argument_errors(cfg):  # e.g. a typo in model.*
-        cli.build_runner(cfg).train()
+    # the data: as the runner's datasets load (the annotations) and before
+    # the first iteration (DataCheckHook: image files, num_classes, ...)
+    cli.build_runner(cfg).train()
 
 
 if __name__ == '__main__':

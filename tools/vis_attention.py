@@ -17,10 +17,11 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
 from detr_plugin.apis import (AttentionMaps, DETRInferencer,  # noqa: E402
                               attention_maps)
-from detr_plugin.engine import cli  # noqa: E402
+import cli  # noqa: E402
 
 POINT_COLOURS = ('red', 'lime', 'cyan', 'yellow', 'magenta', 'orange')
 
@@ -44,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(default: centres of the 4 best boxes, at most '
                         '--topk)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.image):
+        parser.error(f'IMAGE {args.image}: ' + (
+            'is a folder; give one image file' if osp.isdir(args.image) else
+            'no such file'))
+    return args
 
 
 def plot(maps: AttentionMaps, classes, out_file: str) -> None:
@@ -95,10 +101,25 @@ def main(argv=None) -> AttentionMaps:
     args = parse_args(argv)
     cli.check_config_file(args.config)
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
-    inferencer = DETRInferencer(args.config, args.checkpoint,
-                                device=args.device)
-    maps = attention_maps(inferencer, args.image, topk=args.topk,
-                          points=args.points)
+    import mmcv
+    try:  # the image first: a corrupt one is named before the model loads
+        height, width = mmcv.imread(args.image).shape[:2]
+    except Exception as e:
+        raise SystemExit(f'error: IMAGE {args.image} cannot be read as an '
+                         f'image ({type(e).__name__}: {e}).') from None
+    outside = [(x, y) for x, y in args.points or ()
+               if not (0 <= x < width and 0 <= y < height)]
+    if outside:
+        raise SystemExit(f'error: --points {outside} lie outside the '
+                         f'{width} x {height} (w x h) image: give X,Y in its '
+                         'pixels.')
+    try:
+        inferencer = DETRInferencer(args.config, args.checkpoint,
+                                    device=args.device)
+        maps = attention_maps(inferencer, args.image, topk=args.topk,
+                              points=args.points)
+    except ValueError as e:  # no test pipeline; no DETR attention
+        raise SystemExit(f'error: {args.config}: {e}') from None
     plot(maps, inferencer.classes, args.out)
     print(f'attention of {len(maps.bboxes)} detections and '
           f'{len(maps.points)} reference points written to {args.out}')

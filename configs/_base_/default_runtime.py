@@ -14,7 +14,12 @@ default_hooks = dict(
     visualization=dict(type='DetVisualizationHook'),
     # stops on a NaN/inf loss before the optimizer steps on it, naming the
     # iteration and loss term (action='skip' skips such steps, counted)
-    nonfinite_loss=dict(type='NonFiniteLossHook'))
+    nonfinite_loss=dict(type='NonFiniteLossHook'),
+    # before the first iteration (train, val, test): image files, segment
+    # maps, num_classes and the evaluator's file of the runner's datasets,
+    # one error listing every problem (the annotations are checked as the
+    # datasets load them)
+    data_check=dict(type='DataCheckHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -52,14 +52,14 @@ def kept_weights(*modules) -> Iterator[None]:
     """Switch on ``keep_weights`` of attention ``modules`` for the block.
 
     Raises:
-        TypeError: a module cannot keep its weights (only DETR's
+        ValueError: a module cannot keep its weights (only DETR's
             ``MultiheadAttention`` can; e.g. Conditional DETR's attentions
             split each head into content and spatial halves).
     """
     unable = [type(m).__name__ for m in modules
               if not hasattr(m, 'keep_weights')]
     if unable:
-        raise TypeError(
+        raise ValueError(
             f'attention maps need attentions that keep their weights '
             f'(DETR\'s MultiheadAttention); this model has {unable}')
     before = [m.keep_weights for m in modules]
@@ -92,8 +92,10 @@ def attention_maps(inferencer: DETRInferencer,
     """
     import mmcv
     model = inferencer.model
-    data = inferencer.pipeline(from_array=False)(
-        dict(img_path=image_path, img_id=0))
+    if not (hasattr(model, 'encoder') and hasattr(model, 'decoder')):
+        raise ValueError(f'attention maps are drawn for DETR models; '
+                         f'{type(model).__name__} has no DETR transformer')
+    data = inferencer.pipeline(image_path)
     data = model.data_preprocessor(
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
         False)
@@ -109,13 +111,11 @@ def attention_maps(inferencer: DETRInferencer,
     height, width = feats[-1].shape[-2:]
 
     cls_logits, box_preds = model.bbox_head(hidden_states[-1:])
-    topk = min(topk, cls_logits.size(2))  # at most num_queries
-    # the queries behind the top-k detections: the head ranks the same way
-    probs = cls_logits[-1, 0].float().softmax(-1)[:, :-1]  # (Q, C)
-    queries = probs.max(-1).values.topk(topk).indices
     detections = model.bbox_head.predict_by_feat(
         cls_logits, box_preds, [s.metainfo for s in samples],
         rescale=True)[0][:topk]
+    queries = detections.query_index  # the query behind each detection
+    topk = len(queries)  # at most num_queries
     decoder_maps = decoder_weights[queries].view(topk, height, width)
 
     meta = samples[0].metainfo

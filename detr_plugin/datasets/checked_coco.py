@@ -1,14 +1,12 @@
 """``CheckedCocoDataset``: mmdet's ``CocoDataset`` that checks what it loads.
 
-The one implementation of reading and validating COCO annotations, run by the
-runner's dataset and by the check before training (:mod:`.dataset_check`),
-whose loaded annotations the runner's dataset takes over
-(:meth:`~CheckedCocoDataset.keep_for_next_build`): the file is read once.
+The one implementation of reading and validating COCO annotations; the check
+before the first iteration (:mod:`.dataset_check`) reads its report, so the
+file is read once.
 """
-import json
-import os
 from dataclasses import dataclass, field
 from functools import partial
+from difflib import get_close_matches
 from typing import Dict, List, Optional, Tuple
 
 from mmdet.datasets import CocoDataset
@@ -19,16 +17,12 @@ from mmengine.logging import print_log
 from ..registry import DATASETS
 from .coco_annotations import (COCO_FIELDS, DatasetCheckError, check_box,
                                ids_text, load_coco_json, match_classes)
-from .filter_logging import FilterLogMixin
 from .transforms import CheckedLoadImageFromFile
 
 ACTIONS = dict(invalid_boxes=('drop', 'error'),
                corrupt_images=('error', 'skip'),
                size_mismatch=('error', 'rescale'))
 LOADERS = ('LoadImageFromFile', 'CheckedLoadImageFromFile')
-# what load_data_list sets on a CocoDataset, and our report
-LOADED = ('cat_ids', 'cat2label', 'cat_img_map', 'report')
-_HANDED_OVER: Dict[str, dict] = {}  # arguments + file -> loaded state
 
 
 @dataclass
@@ -111,14 +105,16 @@ def _coco_api(api: type, data: dict, local_path: str) -> COCO:
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(FilterLogMixin, CocoDataset):
+class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` with DETR's data checks.
 
     Loading stops on a file that is not COCO-shaped or classes that are not
     its categories in its order, clamps boxes to their image and drops the
-    unusable ones, stops on a training set without images, and counts all
-    in ``self.report`` (a :class:`DatasetReport`). ``LoadImageFromFile`` in
-    its pipeline becomes :class:`.transforms.CheckedLoadImageFromFile`.
+    unusable ones, stops on a training set without images, logs what
+    ``filter_cfg`` removed and why (mmdet's filter drops images without
+    boxes silently, though DETR learns "no object" from them), and counts
+    all in ``self.report`` (a :class:`DatasetReport`). ``LoadImageFromFile``
+    in its pipeline becomes :class:`.transforms.CheckedLoadImageFromFile`.
 
     Args:
         invalid_boxes: ``'drop'`` (default, as official DETR): drop unusable
@@ -129,25 +125,25 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         size_mismatch: an image whose decoded size is not its annotation's:
             ``'error'`` (default) names it; ``'rescale'`` resizes it to the
             annotation's size (boxes drawn on a resized copy).
+        config_key: the dataset's key in the config (its messages name it;
+            the tools set it).
     """
 
     FIELDS = COCO_FIELDS  # what the file's entries must hold
 
     def __init__(self, *args, invalid_boxes: str = 'drop',
                  corrupt_images: str = 'error', size_mismatch: str = 'error',
-                 **kwargs) -> None:
+                 config_key: str = '', **kwargs) -> None:
         self.invalid_boxes, self.corrupt_images = invalid_boxes, corrupt_images
-        self.size_mismatch = size_mismatch
+        self.size_mismatch, self.config_key = size_mismatch, config_key
         for name, choices in ACTIONS.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f'{name} must be one of {choices}, got '
-                                 f'{getattr(self, name)!r}')
-        self.config_key = ''  # the check sets it, for the messages
-        self._loaded = (None, None)  # hand-off key, loaded list
-        self._arguments = json.dumps(  # what the loaded annotations depend on
-            [type(self).__name__, args, invalid_boxes, dict(
-                kwargs, lazy_init=None, serialize_data=None)],
-            sort_keys=True, default=repr)
+                close = get_close_matches(str(getattr(self, name)), choices, 1)
+                raise DatasetCheckError(
+                    f'{config_key or "the dataset"}.{name}='
+                    f'{getattr(self, name)!r}: choose one of {choices}' + (
+                        f' (did you mean {close[0]!r}?)' if close else '') +
+                    '.')
         kwargs['pipeline'] = [
             dict(t, type=LOADERS[1], skip_corrupt=t.get(
                 'skip_corrupt', corrupt_images == 'skip'),
@@ -155,20 +151,6 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             if isinstance(t, dict) and t.get('type') in LOADERS else t
             for t in kwargs.get('pipeline') or []]
         super().__init__(*args, **kwargs)
-
-    def _handoff_key(self) -> str:
-        """These arguments and the annotation file as it is now."""
-        st = os.stat(self.ann_file) if os.path.isfile(self.ann_file) else None
-        return st and f'{self._arguments}{st.st_ino}:{st.st_size}:' \
-            f'{st.st_mtime_ns}'
-
-    def keep_for_next_build(self) -> None:
-        """Leave the loaded annotations of this unserialized dataset to the
-        next one built with the same arguments (the runner's), once."""
-        key, data_list = self._loaded
-        if key:
-            _HANDED_OVER[key] = dict(data_list=data_list, **{
-                k: getattr(self, k) for k in LOADED})
 
     def full_init(self) -> None:
         """mmdet's, then its image loader learns the config key (for the
@@ -179,16 +161,20 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
                 t.config_key = self.report.key or (
                     'a test-mode dataset' if self.test_mode else '')
 
+    def _get_unserialized_subset(self, indices) -> List[dict]:
+        """mmengine's subset of ``indices``; an empty one is an error
+        (mmengine would fail serializing it, naming no key)."""
+        subset = super()._get_unserialized_subset(indices)
+        if not subset:
+            raise DatasetCheckError(
+                f'{self.config_key or "the dataset"}.indices={indices!r} '
+                'keeps none of its images. Fix: indices=None for all, N > 0 '
+                'for the first N, or a list of positions.')
+        return subset
+
     def load_data_list(self) -> List[dict]:
-        """Take what :meth:`keep_for_next_build` left (logging its warnings
-        again), or read and check the file, then mmdet's parsing of what was
-        read (through :meth:`parse_data_info`)."""
-        key = self._handoff_key()
-        if key in _HANDED_OVER:
-            vars(self).update(_HANDED_OVER.pop(key))
-            for text in self.report.warnings:
-                print_log(text, logger='current', level=30)
-            return self.data_list
+        """Read and check the file, then mmdet's parsing of what was read
+        (through :meth:`parse_data_info`)."""
         prefix = f'{self.config_key}.' if self.config_key else ''
         classes = tuple(self.metainfo['classes'])
         self.report = report = DatasetReport(
@@ -224,8 +210,6 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
             del self.COCOAPI
         if report.dropped and self.invalid_boxes == 'drop':
             report.warn(report.dropped_message(strict=False))
-        if not self.serialize_data:  # the check's; a serialized list is freed
-            self._loaded = (key, data_list)
         return data_list
 
     @staticmethod
@@ -294,6 +278,8 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
         if self.test_mode:
             return kept
         report.num_train_images = len(kept)
+        if self.filter_cfg:
+            self.log_filter(kept)
         if not kept:
             raise DatasetCheckError(
                 f'{where}no training image is left after filter_cfg='
@@ -302,3 +288,18 @@ class CheckedCocoDataset(FilterLogMixin, CocoDataset):
                 'tools/check_dataset.py CONFIG), or relax filter_cfg '
                 '(filter_empty_gt=False, a smaller min_size).')
         return kept
+
+    def log_filter(self, kept: List[dict]) -> None:
+        """One log line: how many images ``filter_cfg`` kept and removed,
+        and why."""
+        kept_ids = {info['img_id'] for info in kept}
+        removed = [d for d in self.data_list if d['img_id'] not in kept_ids]
+        min_size = self.filter_cfg.get('min_size', 0)
+        small = sum(min(d['width'], d['height']) < min_size for d in removed)
+        print_log(
+            f'{type(self).__name__} ({self.ann_file}): kept {len(kept)} of '
+            f'{len(self.data_list)} images; filtered out '
+            f'{len(removed) - small} without boxes of the used classes '
+            f'(filter_empty_gt={self.filter_cfg.get("filter_empty_gt")}) '
+            f'and {small} smaller than min_size={min_size} px',
+            logger='current')

@@ -111,5 +111,10 @@ class CheckedCocoPanopticDataset(CheckedCocoDataset, CocoPanopticDataset):
                 self.report.dropped.setdefault(
                     'area <= 0 (no pixel in the segment PNG)', []).append(
                         (ann['id'], img_id))
-        return super().parse_data_info(dict(raw_data_info,
-                                            raw_ann_info=kept))
+        info = super().parse_data_info(dict(raw_data_info, raw_ann_info=kept))
+        # every segment the file lists for the image, with its area: the
+        # check of the PNGs compares them (mmdet leaves some out)
+        info['segment_areas'] = {
+            ann['id']: ann.get('area') for ann in raw_data_info['raw_ann_info']
+            if ann['image_id'] == img_id}
+        return info

@@ -1,16 +1,21 @@
-"""The check of a config's data before the first iteration: its datasets built
-and loaded by their own code (:class:`.CheckedCocoDataset`), then what loading
-does not see: image files, ``num_classes``, the evaluator's annotation file."""
-import logging
+"""The check of a config's data before the first iteration: its datasets,
+loaded by their own code (:class:`.CheckedCocoDataset`, which reports what
+the annotation file holds), then what loading does not see: image files,
+segment maps, ``num_classes``, the evaluator's annotation file. The runner's
+own datasets are checked by ``DataCheckHook`` (before the first iteration),
+the check tool's are built here; each annotation file is read once."""
+import ast
 import os.path as osp
-from typing import List, Tuple
+from typing import List, Optional, Tuple
+
+import mmcv
+import numpy as np
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets.transforms import LoadPanopticAnnotations
 from mmdet.evaluation import CocoMetric, CocoPanopticMetric
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, is_main_process
-from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 
 from ..registry import DATASETS, METRICS, registered_class
@@ -36,36 +41,57 @@ def dataset_configs(dataset_cfg: dict, key: str) -> List[Tuple[str, dict]]:
     return [(key, dataset_cfg)]
 
 
-def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
-                  hand_off: bool) -> DatasetReport:
-    """The report of the dataset of ``ds_cfg`` (config ``key``), built
-    through the registry and loaded; other types and remote files are not
-    checked (``skipped``)."""
-    cls = registered_class(DATASETS, ds_cfg.get('type'))
-    if not (isinstance(cls, type) and issubclass(cls, CheckedCocoDataset)):
+def leaf_datasets(dataset, key: str) -> List[Tuple[str, object]]:
+    """``(key, dataset)`` of each leaf of a built dataset under mmengine's
+    and mmdet's wrappers (``datasets``: ``ConcatDataset``; ``dataset``:
+    ``RepeatDataset``, ``ClassBalancedDataset``, ``MultiImageMixDataset``),
+    keyed as :func:`dataset_configs` keys the config."""
+    inner = getattr(dataset, 'datasets', None)
+    if isinstance(inner, (list, tuple)):
+        return [leaf for i, sub in enumerate(inner)
+                for leaf in leaf_datasets(sub, f'{key}.datasets[{i}]')]
+    if getattr(dataset, 'dataset', None) is not None:
+        return leaf_datasets(dataset.dataset, f'{key}.dataset')
+    return [(key, dataset)]
+
+
+def name_dataset_configs(cfg: Config) -> None:
+    """Give each :class:`.CheckedCocoDataset` of the config its config key
+    (``config_key``), which its messages name."""
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope') or 'detr_plugin'):
+        for split in SPLITS:
+            loader = cfg.get(f'{split}_dataloader') or {}
+            top = f'{split}_dataloader.dataset'
+            for key, ds_cfg in dataset_configs(loader.get('dataset') or {},
+                                               top):
+                cls = registered_class(DATASETS, ds_cfg.get('type'))
+                if isinstance(cls, type) and \
+                        issubclass(cls, CheckedCocoDataset):
+                    ds_cfg.setdefault('config_key', key)
+
+
+def check_dataset(dataset, key: str, check_files: bool,
+                  decode: bool) -> DatasetReport:
+    """The report of a built (and loaded, unless lazy) dataset of config
+    ``key``: what its loading found, then its image files; other types and
+    remote files are not checked (``skipped``)."""
+    if not isinstance(dataset, CheckedCocoDataset):
         return DatasetReport(key, skipped=(
-            f'type {ds_cfg.get("type")!r} has no data checks '
+            f'type {type(dataset).__name__!r} has no data checks '
             "(CheckedCocoDataset, the base config's type, is mmdet's "
             'CocoDataset with them)'))
-    # not serialized: the file check reads the data list
-    dataset = DATASETS.build(dict(ds_cfg, lazy_init=True,
-                                  serialize_data=False))
     if dataset.backend_args or '://' in dataset.ann_file:
         return DatasetReport(key, skipped=(
             f'files read through backend_args {dataset.backend_args}'
             if dataset.backend_args else
             f'remote annotation file {dataset.ann_file}'))
-    dataset.config_key = key
+    dataset.config_key = dataset.config_key or key
     try:
-        dataset.full_init()
+        dataset.full_init()  # a no-op where it has loaded
     except DatasetCheckError as e:
         dataset.report.errors.append(str(e))
     report = dataset.report
-    if report.parsed and not (report.errors or dataset.data_list):
-        report.errors.append(  # the file lists images (filter_data)
-            f'{key}.indices={ds_cfg.get("indices")!r} keeps none of its '
-            'images. Fix: indices=None for all, N > 0 for the first N, or a '
-            'list of positions.')
     if report.parsed and not (dataset.test_mode or report.errors
                               or report.num_boxes):
         report.errors.append(
@@ -76,9 +102,13 @@ def check_dataset(ds_cfg: dict, key: str, check_files: bool, decode: bool,
         check_image_files(dataset, decode)
     if report.thing_classes:
         check_panoptic_pipeline(dataset, check_files)
-    if hand_off and not report.errors:
-        dataset.keep_for_next_build()
     return report
+
+
+def data_infos(dataset):
+    """Each image's entry of a loaded dataset (serialized or not)."""
+    return dataset.data_list if dataset.data_list else \
+        (dataset.get_data_info(i) for i in range(len(dataset)))
 
 
 def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
@@ -96,7 +126,7 @@ def check_image_files(dataset: CheckedCocoDataset, decode: bool) -> None:
                    if isinstance(t, LoadImageFromFile)),
                   CheckedLoadImageFromFile())
     rotated = []  # (img_id, orientation) of rotations that keep the size
-    for info in dataset.data_list:  # loaded, not serialized
+    for info in data_infos(dataset):
         img_id, path = info['img_id'], info['img_path']
         size = (info['height'], info['width'])
         if not osp.isfile(path):
@@ -186,9 +216,15 @@ def check_panoptic_pipeline(dataset: CheckedCocoDataset,
     if not (check_files and any(isinstance(t, LoadPanopticAnnotations)
                                 for t in steps)):
         return
-    missing = [(info['img_id'], info['seg_map_path'])
-               for info in dataset.data_list
-               if not osp.isfile(info['seg_map_path'] or '')]
+    missing, disagree = [], []
+    for info in data_infos(dataset):
+        path = info['seg_map_path'] or ''
+        if not osp.isfile(path):
+            missing.append((info['img_id'], path))
+            continue
+        problem = segment_map_problem(path, info)
+        if problem:
+            disagree.append((info['img_id'], problem))
     if missing:
         report.errors.append(
             f'{key}: {len(missing)} segment maps of the images of '
@@ -196,6 +232,51 @@ def check_panoptic_pipeline(dataset: CheckedCocoDataset,
             f'{ids_text([i for i, _ in missing])}; e.g. {missing[0][1]}): '
             'LoadPanopticAnnotations would stop on the first. Fix: set '
             f"{key}.data_prefix.seg to the folder of the file's PNGs.")
+    if disagree:
+        report.errors.append(
+            f'{key}: {len(disagree)} segment maps disagree with the '
+            f'segments_info of {report.ann_file} (image ids '
+            f'{ids_text([i for i, _ in disagree])}); the first: '
+            f'{disagree[0][1]}. Training would give those images wrong or no '
+            'masks. Fix: the PNGs of this file (lossless, one colour per '
+            'segment id: R + 256 G + 256^2 B), or the file of these PNGs.')
+
+
+# a listed segment's pixel count may differ from its area by this share
+AREA_TOLERANCE = 0.02
+
+
+def segment_map_problem(path: str, info: dict) -> str:
+    """What is wrong with the segment PNG ``path`` of the image ``info``
+    (its ``height``, ``width`` and ``segment_areas``, every segment the file
+    lists with its area): another size, ids it holds that the file does not
+    list (0 is VOID), listed segments it lacks, or areas that differ; ''
+    if nothing."""
+    from panopticapi.utils import rgb2id
+    with open(path, 'rb') as f:
+        png = mmcv.imfrombytes(f.read(), flag='color', channel_order='rgb')
+    if png is None:
+        return f'{path}: cannot be decoded'
+    if png.shape[:2] != (info['height'], info['width']):
+        return (f'{path}: {png.shape[0]} x {png.shape[1]} px (h x w), the '
+                f'image {info["height"]} x {info["width"]}')
+    ids, counts = np.unique(rgb2id(png), return_counts=True)
+    found = dict(zip(ids.tolist(), counts.tolist()))
+    listed = info['segment_areas']
+    unlisted = sorted(set(found) - set(listed) - {0})
+    absent = sorted(set(listed) - set(found))
+    wrong = [i for i, area in listed.items() if i in found and area and
+             abs(found[i] - area) > AREA_TOLERANCE * area + 1]
+    if not (unlisted or absent or wrong):
+        return ''
+    return f'{path}: ' + '; '.join(part for part in (
+        unlisted and f'ids {ids_text(unlisted)} are not in segments_info '
+        f'({sum(found[i] for i in unlisted)} px)',
+        absent and f'segments {ids_text(absent)} of segments_info have no '
+        'pixel in it',
+        wrong and f'segments {ids_text(wrong)} have ' + ', '.join(
+            f'{found[i]} px for an area of {listed[i]}' for i in wrong[:3]))
+        if part)
 
 
 def segment_prefix_errors(metric: dict, key: str, reports) -> List[str]:
@@ -273,6 +354,18 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
                 osp.abspath(ann_file) in loaded or \
                 (cls and not issubclass(cls, CocoMetric)):
             continue
+        detection = [r for r in reports if r.ann_file and not r.seg_dir]
+        if detection and not metric.get('format_only'):
+            # a panoptic set's instances file differs from its dataset's by
+            # design; a detection set's may not: another split's would score
+            # the predictions against other boxes
+            errors.append(
+                f'{key}.ann_file is {ann_file}, but {detection[0].key} reads '
+                f'{detection[0].ann_file}: the metric would compare the '
+                'predictions with the annotations of another file (another '
+                f"split's: wrong numbers). Fix: {key}.ann_file="
+                f"'{detection[0].ann_file}'.")
+            continue
         try:
             coco = load_coco_json(ann_file, f'{key}.ann_file',
                                   metric.get('format_only', False))
@@ -286,38 +379,66 @@ def config_errors(cfg: Config, split: str, reports) -> List[str]:
 
 def audit_split(cfg: Config, split: str, check_files: bool = True,
                 decode_images: bool = False,
-                hand_off: bool = False) -> List[DatasetReport]:
+                dataset=None) -> List[DatasetReport]:
     """A :class:`DatasetReport` per dataset of ``{split}_dataloader``, the
     config's problems in the first one's ``errors``; nothing is raised.
-    ``hand_off``: the runner's datasets take the loaded ones over."""
+    ``dataset``: the split's dataset as the runner built it (else it is
+    built here, as the check tool does)."""
     if split not in SPLITS:
         raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     loader = cfg.get(f'{split}_dataloader') or {}
-    if not loader.get('dataset'):
+    if not loader.get('dataset') and dataset is None:
         return []
-    # only errors are logged: the reports hold what loading logs, and the
-    # dataset that takes one over logs it again
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with DefaultScope.overwrite_default_scope(
-                cfg.get('default_scope') or 'detr_plugin'):
-            reports = [check_dataset(ds_cfg, key, check_files,
-                                     decode_images, hand_off)
-                       for key, ds_cfg in dataset_configs(
-                           loader['dataset'], f'{split}_dataloader.dataset')]
-    finally:
-        logger.setLevel(level)
+    key = f'{split}_dataloader.dataset'
+    name_dataset_configs(cfg)
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope') or 'detr_plugin'):
+        if dataset is None:
+            dataset = DATASETS.build(dict(loader['dataset'], lazy_init=True))
+        reports = [check_dataset(leaf, leaf_key, check_files, decode_images)
+                   for leaf_key, leaf in leaf_datasets(dataset, key)]
     first = next((r for r in reports if not r.skipped), reports[0])
     first.errors += config_errors(cfg, split, reports)
+    roots = {leaf.data_root for _, leaf in leaf_datasets(dataset, key)
+             if getattr(leaf, 'data_root', None)}
+    base_root = base_data_root(cfg.filename)
+    if base_root in roots and cfg.get('data_root') not in roots:
+        first.warn(
+            f'data_root is {cfg.data_root!r}, but {key} reads from '
+            f'{sorted(roots)}: setting data_root in a child config does not '
+            "re-point the datasets its base built with the base's value "
+            '(configs/README.md). Fix: restate each dataset dict with '
+            'data_root=data_root (and the evaluators\' ann_file).')
     return reports
+
+
+def base_data_root(filename: str) -> Optional[str]:
+    """The ``data_root`` of the bases of the config file ``filename`` when
+    the file assigns another one itself, else None."""
+    if not (filename and filename.endswith('.py') and osp.isfile(filename)):
+        return None
+    with open(filename, encoding='utf-8') as f:
+        assigned = {target.id: node.value for node in ast.parse(f.read()).body
+                    if isinstance(node, ast.Assign) for target in node.targets
+                    if isinstance(target, ast.Name)}
+    if not {'_base_', 'data_root'} <= set(assigned):
+        return None
+    try:
+        bases = ast.literal_eval(assigned['_base_'])
+    except ValueError:
+        return None
+    for base in [bases] if isinstance(bases, str) else reversed(bases):
+        root = Config.fromfile(osp.join(osp.dirname(filename), base)).get(
+            'data_root')
+        if root is not None:
+            return root
+    return None
 
 
 def check_dataset_config(cfg: Config, split: str = 'train',
                          check_files: bool = True,
                          decode_images: bool = False,
-                         hand_off: bool = False) -> List[DatasetReport]:
+                         dataset=None) -> List[DatasetReport]:
     """The reports of :func:`audit_split`, or one :class:`DatasetCheckError`
     listing every problem that would make ``{split}_dataloader`` fail or
     learn nothing. On several processes rank 0 checks and the others get its
@@ -326,14 +447,11 @@ def check_dataset_config(cfg: Config, split: str = 'train',
     if is_main_process():
         try:
             reports = audit_split(cfg, split, check_files, decode_images,
-                                  hand_off)
+                                  dataset)
         except Exception as e:  # the other processes must not wait for ever
             failure, verdict[0] = e, (f'the check of the {split} data failed'
                                       f' on rank 0: {type(e).__name__}: {e}')
         errors = [e for r in reports for e in r.errors]
-        if errors or not hand_off:  # no dataset takes the warnings over
-            for text in (w for r in reports for w in r.warnings):
-                print_log(text, logger='current', level=logging.WARNING)
         if errors:
             verdict[0] = (f'the {split} data of the config' + (
                 f' ({cfg.filename})' if cfg.filename else '') + ' cannot be '

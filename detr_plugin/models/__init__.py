@@ -1,37 +1,25 @@
 """DETR's modules, one idea per file; importing registers them."""
-from .attention import MultiheadAttention
-from .conditional_detr import (ConditionalAttention, ConditionalDETR,
+from .attention import MultiheadAttention  # noqa: F401
+from .conditional_detr import (ConditionalAttention,  # noqa: F401
+                               ConditionalDETR,
                                ConditionalDetrTransformerDecoder)
-from .dab_detr import (DABDETR, DabDetrTransformerDecoder,
+from .dab_detr import (DABDETR, DabDetrTransformerDecoder,  # noqa: F401
                        DabDetrTransformerEncoder)
-from .deformable_attention import DeformableAttention
-from .deformable_detr import (DeformableDETR, DeformableDETRHead,
+from .deformable_attention import DeformableAttention  # noqa: F401
+from .deformable_detr import (DeformableDETR,  # noqa: F401
+                              DeformableDETRHead,
                               DeformableDetrTransformerDecoder,
                               DeformableDetrTransformerEncoder)
-from .detr import DETR
-from .detr_head import DETRHead
-from .detr_panoptic import DETRPanoptic
-from .dino import DINO, DINOHead, DinoTransformerDecoder
-from .hungarian_assigner import HungarianAssigner, QueryMatches
-from .mask_head import MaskHeadSmallConv, MHAttentionMap
-from .match_costs import (BatchedTargets, BBoxL1Cost, ClassificationCost,
-                          FocalLossCost, IoUCost)
-from .positional_encoding import (LearnedPositionalEncoding,
+from .detr import DETR  # noqa: F401
+from .detr_head import DETRHead  # noqa: F401
+from .detr_panoptic import DETRPanoptic  # noqa: F401
+from .dino import DINO, DINOHead, DinoTransformerDecoder  # noqa: F401
+from .hungarian_assigner import HungarianAssigner, QueryMatches  # noqa: F401
+from .mask_head import MaskHeadSmallConv, MHAttentionMap  # noqa: F401
+from .match_costs import (BatchedTargets, BBoxL1Cost,  # noqa: F401
+                          ClassificationCost, FocalLossCost, IoUCost)
+from .positional_encoding import (LearnedPositionalEncoding,  # noqa: F401
                                   SinePositionalEncoding)
-from .transformer_layers import (BaseTransformerLayer, DetrTransformerDecoder,
+from .transformer_layers import (BaseTransformerLayer,  # noqa: F401
+                                 DetrTransformerDecoder,
                                  DetrTransformerEncoder)
-
-__all__ = [
-    'ConditionalAttention', 'ConditionalDETR',
-    'ConditionalDetrTransformerDecoder', 'DABDETR',
-    'DabDetrTransformerDecoder', 'DabDetrTransformerEncoder',
-    'DeformableAttention', 'DeformableDETR', 'DeformableDETRHead',
-    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerEncoder',
-    'DINO', 'DINOHead', 'DinoTransformerDecoder', 'DETR', 'DETRHead',
-    'DETRPanoptic', 'HungarianAssigner', 'MaskHeadSmallConv', 'MHAttentionMap',
-    'MultiheadAttention',
-    'QueryMatches', 'BatchedTargets', 'BBoxL1Cost', 'ClassificationCost',
-    'FocalLossCost', 'IoUCost', 'LearnedPositionalEncoding',
-    'SinePositionalEncoding',
-    'BaseTransformerLayer', 'DetrTransformerDecoder', 'DetrTransformerEncoder'
-]

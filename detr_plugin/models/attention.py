@@ -13,13 +13,10 @@ Every attention of this package takes the same keyword inputs from its layer
 variant adds, e.g. reference points) and decides itself where positions go:
 this one adds them to queries and keys, never to values (DETR, section A.3).
 """
-from math import prod
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.analysis.complexity_analysis import _DEFAULT_SUPPORTED_FLOP_OPS
-from mmengine.analysis.jit_handles import get_shape
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -74,8 +71,12 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
         ``(B, H, Lq, dv)``, and the weights ``(B, H, Lq, Lk)`` (detached) when
         ``keep_weights``, else None.
 
-    ``scaled_dot_product_attention`` unless the weights are wanted or it
-    would drop out on a CPU: there it has no fused kernel and takes its
+    ``scaled_dot_product_attention`` unless the weights are wanted, the
+    pass is traced (mmengine's FLOP counter, behind mmdet's
+    ``get_flops.py``, has no handle for that op and would skip it; the
+    explicit path traces to the ``matmul`` it counts, as mmdet's attention
+    does to ``bmm``) or it would drop out on a CPU: there it has no fused
+    kernel and takes its
     math path, which scales q and k separately and guards every row of
     weights against a fully masked one (``_safe_softmax``: ``isneginf``,
     ``all``, ``where`` over ``(B, H, Lq, Lk)``); that made DETR's transformer
@@ -85,7 +86,8 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
     NaN for a query with every key masked; no model here makes one (padding
     leaves a pixel, a denoising group sees itself).
     """
-    if not keep_weights and (dropout_p == 0. or q.device.type != 'cpu'):
+    if not (keep_weights or torch.jit.is_tracing()) and \
+            (dropout_p == 0. or q.device.type != 'cpu'):
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attend, dropout_p=dropout_p), None
     logits = (q * q.size(-1)**-0.5) @ k.transpose(-2, -1)
@@ -94,25 +96,6 @@ def dot_product_attention(q: Tensor, k: Tensor, v: Tensor,
     weights = logits.softmax(dim=-1)
     return F.dropout(weights, dropout_p) @ v, \
         weights.detach() if keep_weights else None
-
-
-def _sdpa_flop_jit(inputs: List, outputs: List) -> int:
-    """FLOPs of ``aten::scaled_dot_product_attention`` for mmengine's
-    ``FlopAnalyzer``, counted as its ``matmul`` handle counts ``q k^T`` and
-    ``weights v`` (a multiply-add is one FLOP): ``B H Lq Lk (d + dv)``, with
-    ``B H`` from the output (q, k and v may broadcast)."""
-    (*_, q_dims), (*_, k_len, _) = get_shape(inputs[0]), get_shape(inputs[1])
-    *batch, q_len, v_dims = get_shape(outputs[0])
-    return prod(batch) * q_len * k_len * (q_dims + v_dims)
-
-
-# mmengine 0.10's FLOP counter (and with it mmdet's tools/analysis_tools/
-# get_flops.py) has no handle for this op and skips it with a warning, so a
-# DETR of this package counted fewer FLOPs than the same model of mmdet, whose
-# attention traces to bmm (1.3 % fewer in tests/test_parity_mmdet.py).
-# get_model_complexity_info takes no handles, hence the default table.
-_DEFAULT_SUPPORTED_FLOP_OPS.setdefault('aten::scaled_dot_product_attention',
-                                       _sdpa_flop_jit)
 
 
 @MODELS.register_module()

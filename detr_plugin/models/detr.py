@@ -116,6 +116,13 @@ class DETR(DetectionTransformer):
             self.query_embedding = nn.Embedding(self.num_queries,
                                                 self.query_embedding_dims)
 
+    @classmethod
+    def config_dict_types(cls) -> dict:
+        """The type each untyped config dict of ``__init__`` is built as
+        (read by the tools' config check)."""
+        return dict(encoder=cls.encoder_type, decoder=cls.decoder_type,
+                    positional_encoding='SinePositionalEncoding')
+
     @property
     def query_embedding_dims(self) -> int:
         """Width of a learned query (``D``; DAB-DETR: 4, an anchor box; 0:

@@ -465,7 +465,7 @@ class DETRHead(BaseModule):
 
     # ----------------------------------------------------------- inference
     def decode(self, cls_logits: Tensor, box_preds: Tensor,
-               sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+               sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """The top-k detections: softmax, queries by their best object-class
         probability; sigmoid, (query, class) pairs by probability.
 
@@ -476,8 +476,9 @@ class DETRHead(BaseModule):
 
         Returns:
             ``boxes`` ``(B, k, 4)`` xyxy pixels clamped to the image,
-            ``scores`` ``(B, k)`` descending and ``labels`` ``(B, k)``, with
-            ``k = max_per_img`` at most the number of candidates.
+            ``scores`` ``(B, k)`` descending, ``labels`` ``(B, k)`` and the
+            query behind each, ``(B, k)``, with ``k = max_per_img`` at most
+            the number of candidates.
         """
         max_per_img = self.test_cfg.get('max_per_img', 100)
         if self.use_sigmoid:
@@ -495,7 +496,7 @@ class DETRHead(BaseModule):
             1, index[..., None].expand(-1, -1, 4))
         boxes = torch.minimum(
             (bbox_cxcywh_to_xyxy(boxes) * sizes).clamp(min=0), sizes)
-        return boxes, scores, labels
+        return boxes, scores, labels, index
 
     def predict(self, hidden_states: Tensor, batch_data_samples,
                 rescale: bool = True,
@@ -525,14 +526,15 @@ class DETRHead(BaseModule):
 
         Returns:
             Per image ``InstanceData`` with ``bboxes`` ``(k, 4)`` xyxy pixels,
-            ``scores`` ``(k,)`` and ``labels`` ``(k,)``, by descending score.
+            ``scores`` ``(k,)``, ``labels`` ``(k,)`` and ``query_index``
+            ``(k,)`` (the query behind each), by descending score.
         """
         sizes = torch.tensor(
             [[m['img_shape'][1], m['img_shape'][0]] * 2
              for m in batch_img_metas],
             dtype=torch.float32, device=box_preds.device)[:, None, :]
-        boxes, scores, labels = self.decode(cls_logits[-1], box_preds[-1],
-                                            sizes)
+        boxes, scores, labels, queries = self.decode(
+            cls_logits[-1], box_preds[-1], sizes)
         if rescale:
             scale = torch.tensor(
                 [list(m['scale_factor']) * 2 for m in batch_img_metas],
@@ -544,5 +546,6 @@ class DETRHead(BaseModule):
             keep = scores[img] >= score_thr if score_thr > 0 else slice(None)
             results.append(InstanceData(bboxes=boxes[img][keep],
                                         scores=scores[img][keep],
-                                        labels=labels[img][keep]))
+                                        labels=labels[img][keep],
+                                        query_index=queries[img][keep]))
         return results

@@ -33,13 +33,13 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.utils import reduce_mean
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from ..registry import MODELS
 from .detr import DETR
+from .detr_head import at_least_one, mean_over_processes
 from .hungarian_assigner import QueryMatches
 from .mask_head import MaskHeadSmallConv, MHAttentionMap
 from .match_costs import BatchedTargets
@@ -167,18 +167,16 @@ class DETRPanoptic(DETR):
                                                    batch_data_samples)
             cls_logits, box_preds = self.bbox_head(
                 head_inputs['hidden_states'])
-        gts = [s.gt_instances for s in batch_data_samples]
-        metas = [s.metainfo for s in batch_data_samples]
-        losses = self.bbox_head.loss_by_feat(cls_logits, box_preds, gts,
-                                             metas)
-        # The last layer's pairs: loss_by_feat matches every layer without
-        # returning them; the same costs give the same pairs.
-        targets = BatchedTargets.from_instances(gts, metas,
-                                                cls_logits.device)
-        matches = self.bbox_head.assigner.assign(cls_logits[-1:],
-                                                 box_preds[-1:], targets)
-        losses.update(self.mask_loss(img_feats, head_inputs, matches, gts,
-                                     metas[0]['batch_input_shape']))
+        targets = BatchedTargets.from_samples(batch_data_samples,
+                                              cls_logits.device)
+        matches = self.bbox_head.assigner.assign(cls_logits, box_preds,
+                                                 targets)  # every layer
+        losses = self.bbox_head.loss_dict(cls_logits, box_preds, targets,
+                                          matches)
+        losses.update(self.mask_loss(
+            img_feats, head_inputs, matches.last_layer(),
+            [s.gt_instances for s in batch_data_samples],
+            batch_data_samples[0].batch_input_shape))
         return losses
 
     def mask_loss(self, img_feats: Tuple[Tensor, ...], head_inputs: Dict,
@@ -187,8 +185,8 @@ class DETRPanoptic(DETR):
         """Focal and dice losses of the matched queries' masks, each divided
         by the number of boxes (averaged over processes, at least 1); the
         ground-truth masks cover the padded input ``input_shape``."""
-        num_boxes = torch.clamp(reduce_mean(img_feats[-1].new_tensor(
-            float(matches.num_per_layer))), min=1)
+        num_boxes = at_least_one(mean_over_processes(
+            matches.num_per_layer, img_feats[-1].device))
         if matches.num_per_layer == 0:  # keep the mask head in the graph
             zero = sum(p.sum() for name in MASK_MODULES
                        for p in getattr(self, name).parameters()) * 0
@@ -231,7 +229,6 @@ class DETRPanoptic(DETR):
         detections = self.bbox_head.predict_by_feat(cls_logits, box_preds,
                                                     metas, rescale=rescale)
         all_logits = self.all_mask_logits(img_feats, head_inputs)
-        ranked = self._detection_queries(cls_logits[-1])
         cfg = self.test_cfg or {}
         for img, (sample, dets) in enumerate(
                 zip(batch_data_samples, detections)):
@@ -240,7 +237,7 @@ class DETRPanoptic(DETR):
             logits = masks_in_image(all_logits[img], meta['batch_input_shape'],
                                     meta['img_shape'])
             things = dets.labels < self.num_things_classes
-            queries = ranked[img][:len(dets)][things]
+            queries = dets.query_index[things]
             sample.pred_instances = dets[things]
             sample.pred_instances.masks = instance_masks(
                 logits[queries], out_size, cfg.get('mask_thr', 0.5))
@@ -249,15 +246,6 @@ class DETRPanoptic(DETR):
                 self.num_things_classes, cfg.get('panoptic_score_thr', 0.85),
                 cfg.get('min_segment_area', 4))[None])
         return batch_data_samples
-
-    def _detection_queries(self, cls_logits: Tensor) -> Tensor:
-        """``(B, k)``: the query behind each detection of
-        ``DETRHead.predict_by_feat``, in its order. Its softmax ranking (top-k
-        queries by best object-class probability) redone: ``topk`` of the same
-        scores gives the same order, and its ``score_thr`` keeps a prefix."""
-        scores = cls_logits.float().softmax(-1)[..., :-1].max(-1)[0]
-        max_per_img = self.bbox_head.test_cfg.get('max_per_img', 100)
-        return scores.topk(min(max_per_img, scores.size(1)), dim=1)[1]
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None
                  ) -> Tuple[Tensor, Tensor, Tensor]:

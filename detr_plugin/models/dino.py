@@ -78,7 +78,7 @@ class CdnQueryGenerator(BaseModule):
         return max(self.num_dn_queries // max_gts, 1) if max_gts else 1
 
     def __call__(self, batch_data_samples) -> Tuple[Tensor, Tensor, Tensor,
-                                                   Dict[str, int]]:
+                                                    Dict[str, int]]:
         """The denoising queries of a batch.
 
         Returns:
@@ -210,6 +210,10 @@ class DINO(DeformableDETR):
         self.dn_query_generator = CdnQueryGenerator(
             self.bbox_head.num_classes, self.embed_dims, self.num_queries,
             **(dn_cfg or {}))
+
+    @classmethod
+    def config_dict_types(cls) -> dict:
+        return dict(super().config_dict_types(), dn_cfg=CdnQueryGenerator)
 
     @property
     def query_embedding_dims(self) -> int:

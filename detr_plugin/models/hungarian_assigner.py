@@ -61,6 +61,13 @@ class QueryMatches:
     gt_idx: Tensor
     num_per_layer: int
 
+    def last_layer(self) -> 'QueryMatches':
+        """The pairs of the last layer (sorted by layer: the last ones)."""
+        last = slice(len(self.layer_idx) - self.num_per_layer, None)
+        return QueryMatches(self.layer_idx[last], self.batch_idx[last],
+                            self.query_idx[last], self.gt_idx[last],
+                            self.num_per_layer)
+
 
 @TASK_UTILS.register_module()
 class HungarianAssigner:

@@ -87,6 +87,12 @@ class BaseTransformerLayer(BaseModule):
             for _ in range(self.operation_order.count('norm'))
         ])
 
+    @staticmethod
+    def config_dict_types() -> dict:
+        """The type each untyped config dict of ``__init__`` is built as
+        (read by the tools' config check)."""
+        return dict(attn_cfgs='MultiheadAttention', ffn_cfgs='FFN')
+
     def forward(self,
                 query: Tensor,
                 key: Optional[Tensor] = None,
@@ -145,6 +151,11 @@ class BaseTransformerLayer(BaseModule):
         return query
 
 
+def _layer_cfg_type() -> dict:
+    """The encoders' and decoders' ``config_dict_types``."""
+    return dict(layer_cfg='BaseTransformerLayer')
+
+
 def _build_layers(num_layers: int, layer_cfg: dict) -> ModuleList:
     layer_cfg = dict(layer_cfg)
     layer_cfg.setdefault('type', 'BaseTransformerLayer')
@@ -172,6 +183,8 @@ class DetrTransformerEncoder(BaseModule):
         self.embed_dims = self.layers[0].embed_dims
         self.post_norm = None if post_norm_cfg is None else \
             build_norm_layer(post_norm_cfg, self.embed_dims)[1]
+
+    config_dict_types = staticmethod(_layer_cfg_type)
 
     def forward(self, query: Tensor, query_pos: Tensor,
                 key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
@@ -217,6 +230,8 @@ class DetrTransformerDecoder(BaseModule):
         self.post_norm = nn.Identity() if post_norm_cfg is None else \
             build_norm_layer(post_norm_cfg, self.embed_dims)[1]
         self.return_intermediate = return_intermediate
+
+    config_dict_types = staticmethod(_layer_cfg_type)
 
     def forward(self, query: Tensor, key: Tensor, query_pos: Tensor,
                 key_pos: Tensor, key_padding_mask: Optional[Tensor],

@@ -38,8 +38,8 @@ def tiny_variant_config(variant: str, num_classes: int = 3) -> Config:
     ``deformable_detr_refine``, ``deformable_detr_refine_twostage``,
     ``dino``) shrunk as :data:`TINY_WIDTHS` says: ResNet-18 with 8 base
     channels, 32-d 2 + 2 layers, 10 queries; no pretrained weights."""
-    from detr_plugin.mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
-                                             load_config)
+    from mmdet_reference import (REPO_CONFIG_DIR, R50_CONFIGS,
+                                 load_config)
     cfg = load_config(osp.join(REPO_CONFIG_DIR, R50_CONFIGS[variant]))
 
     def shrink(node):
@@ -89,13 +89,14 @@ def tiny_panoptic_config(num_things: int = 3, num_stuff: int = 2,
 
 def data_overrides(root: str, classes: Sequence[str] = SHAPES_CLASSES,
                    splits: Sequence[str] = ('train', ), **dataset) -> dict:
-    """``merge_from_dict`` overrides pointing each ``{split}_dataloader``
-    (and the evaluator of ``val``/``test``) at ``root``'s COCO layout:
+    """``merge_from_dict`` overrides pointing ``data_root`` and each
+    ``{split}_dataloader`` (and the evaluator of ``val``/``test``) at
+    ``root``'s COCO layout:
     ``annotations/instances_{name}.json`` and ``{name}/`` images, where
     ``name`` is ``val`` for the test split. ``dataset``: extra keys of each
     dataset."""
     root = root.rstrip('/') + '/'
-    overrides = {}
+    overrides = dict(data_root=root)
     for split in splits:
         name = 'val' if split == 'test' else split
         overrides[f'{split}_dataloader'] = dict(dataset=dict(

@@ -12,7 +12,7 @@ def make_shapes(root: str, **kwargs) -> str:
     """The synthetic shapes set (64 x 64, 3 classes) at ``root``; by default
     6 training images, all with boxes (``empty_fraction=0``), and 2 val
     images. ``kwargs``: ``generate_shapes_dataset`` arguments."""
-    from detr_plugin.datasets import generate_shapes_dataset
+    from synthetic_shapes import generate_shapes_dataset
     generate_shapes_dataset(root, **dict(dict(
         num_train=6, num_val=2, image_size=(64, 64), empty_fraction=0.),
         **kwargs))

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import torch
 
-from detr_plugin.mmdet_reference import build_plugin_model
+from mmdet_reference import build_plugin_model
 
 from .configs import tiny_config
 from .data import SHAPES_CLASSES

@@ -95,13 +95,10 @@ def free_port() -> int:
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint loaded as mmengine does (``weights_only=True``), with
-    mmengine's types allow-listed (again, in case a test removed them)."""
-    import torch
-
-    from detr_plugin.engine import allow_mmengine_checkpoint_globals
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu')
+    """A checkpoint loaded as the tools load it (``weights_only=True``,
+    mmengine's types allow-listed)."""
+    from detr_plugin.checkpoint import safe_load
+    return safe_load(path)
 
 
 def read_log(work_dir: str) -> str:

@@ -1,12 +1,13 @@
 """Image files that cannot be used as annotated: name them (file, image id,
 fix), skip the corrupt ones or resize the mis-sized ones when asked.
 
-OpenCV >= 5 (requirements.txt) decodes a truncated JPEG or PNG, even one
-missing only its last two bytes, to ``None`` (OpenCV 4 filled the missing rows
-with grey); mmcv's ``LoadImageFromFile`` then fails an ``assert``. mmcv's
-``cv2`` and ``pillow`` backends rotate a JPEG by its EXIF orientation for
-``color_type`` ``'color'`` and ``'grayscale'``, while COCO boxes and sizes
-usually refer to the stored pixels.
+A JPEG or PNG whose end is cut off (a partial download) decodes without an
+error in OpenCV 4 (the missing rows grey) and to ``None`` in OpenCV 5, where
+mmcv's ``LoadImageFromFile`` fails an ``assert``: here a file whose end
+marker is missing is corrupt, whatever the decoder. mmcv's ``cv2`` and
+``pillow`` backends rotate a JPEG by its EXIF orientation for ``color_type``
+``'color'`` and ``'grayscale'``, while COCO boxes and sizes usually refer to
+the stored pixels.
 """
 from typing import Optional, Tuple
 
@@ -20,8 +21,18 @@ from PIL import Image
 from ...registry import TRANSFORMS
 
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF: transposed, rotated 90 / 270
-# what ends a whole file of these formats (a partial download lacks it)
+# what ends a whole file of these formats (a partial download lacks it),
+# by the bytes that start one
 END_MARKERS = dict(JPEG=b'\xff\xd9', PNG=b'IEND\xaeB`\x82')
+MAGIC = {b'\xff\xd8': 'JPEG', b'\x89PNG': 'PNG'}
+
+
+def cut_off(data: bytes) -> bool:
+    """Whether ``data`` starts as a JPEG or PNG file and lacks its end
+    marker near its end (JPEGs may carry padding after it)."""
+    kind = next((k for magic, k in MAGIC.items() if data.startswith(magic)),
+                None)
+    return kind is not None and END_MARKERS[kind] not in data[-1024:]
 
 
 class CorruptImageError(OSError):
@@ -37,7 +48,9 @@ def decode_image(data: bytes, path: str, color_type: str = 'color',
     """The image in ``data`` as mmcv decodes it (``(h, w, 3)`` uint8 for
     ``'color'``), else :class:`CorruptImageError` naming ``path``."""
     img, reason = None, 'the file is empty'
-    if data:
+    if cut_off(data):
+        reason = 'the file ends before the image does (truncated)'
+    elif data:
         reason = f'{imdecode_backend} cannot decode it (truncated, or not ' \
             'an image)'
         try:
@@ -64,8 +77,10 @@ def image_header(path: str) -> Tuple[Tuple[int, int], int, bool]:
     try:
         with open(path, 'rb') as f, Image.open(f) as image:  # the header
             (w, h), orientation = image.size, image.getexif().get(274, 1)
-            f.seek(-min(1024, f.seek(0, 2)), 2)  # JPEGs may have padding
-            whole = END_MARKERS.get(image.format, b'') in f.read()
+            f.seek(0)
+            head = f.read(8)
+            f.seek(-min(1024, f.seek(0, 2)), 2)
+            whole = not cut_off(head + f.read())
     except Exception as e:  # PIL raises many types
         raise CorruptImageError(
             f'corrupt image file {path}: its header cannot be read '

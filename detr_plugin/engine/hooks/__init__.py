@@ -1,14 +1,8 @@
 """The hooks a config can name, registered in the ``detr_plugin`` scope when
 ``detr_plugin`` is imported."""
-from .adapt_checkpoint import AdaptCheckpointHook
-from .atomic_checkpoint import (AtomicCheckpointHook, AtomicLocalBackend,
-                                atomic_write, find_resumable_checkpoint,
-                                is_complete_checkpoint)
-from .nonfinite_loss import (NonFiniteLossError, NonFiniteLossHook,
-                             nonfinite_terms)
-
-__all__ = [
-    'AdaptCheckpointHook', 'AtomicCheckpointHook', 'AtomicLocalBackend',
-    'atomic_write', 'find_resumable_checkpoint', 'is_complete_checkpoint',
-    'NonFiniteLossError', 'NonFiniteLossHook', 'nonfinite_terms'
-]
+from .adapt_checkpoint import AdaptCheckpointHook  # noqa: F401
+from .atomic_checkpoint import (AtomicCheckpointHook,  # noqa: F401
+                                AtomicLocalBackend)
+from .data_check import DataCheckHook  # noqa: F401
+from .nonfinite_loss import (NonFiniteLossError,  # noqa: F401
+                             NonFiniteLossHook, nonfinite_terms)

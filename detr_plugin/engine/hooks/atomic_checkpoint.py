@@ -7,13 +7,11 @@ checkpoint at all, a wrong ``last_checkpoint``. :class:`AtomicCheckpointHook`
 saves through the ``'atomic_local'`` backend (temporary file, fsync, rename),
 prunes what is on disk after the save, and repairs the work dir on resume.
 """
+import errno
 import os
 import os.path as osp
-import re
-import uuid
-import zipfile
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Union
+from typing import Optional
 
 from mmengine.dist import barrier, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
@@ -21,35 +19,12 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from ...checkpoint import (STALE_TMP, CheckpointMisfitError,
+                           CheckpointWriteError, atomic_write,
+                           checkpoint_steps, find_resumable_checkpoint,
+                           fit_to_model, is_complete_checkpoint,
+                           use_safe_loading)
 from ...registry import HOOKS
-
-# the temporary files of atomic_write for checkpoints and last_checkpoint
-_STALE_TMP = re.compile(r'\.(.+\.pth|last_checkpoint)\.[^.]+\.tmp$')
-
-
-def atomic_write(data: Union[bytes, str], path: str) -> None:
-    """Write ``data`` so that ``path`` never holds a part of it: into a
-    hidden ``.<name>.<random>.tmp`` beside it, fsync-ed, then
-    ``os.replace``-d (neither the standard library nor mmengine has it)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp, 'xb') as f:  # mode 0o666 & ~umask, as open(path)
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    if hasattr(os, 'O_DIRECTORY'):  # make the rename durable
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 @register_backend('atomic_local')
@@ -63,39 +38,6 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(obj.encode(encoding), str(filepath))
 
 
-def is_complete_checkpoint(path: str) -> bool:
-    """Whether ``path`` is a whole ``torch.save`` zip (its central directory
-    is written last) with a pickle, or a folder (DeepSpeed's)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(n.endswith('data.pkl') for n in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return osp.isdir(path)
-
-
-def checkpoint_steps(names: Iterable[str], filename_tmpl: Optional[str] = None
-                     ) -> Dict[int, str]:
-    """``{step: name}`` of the ``names`` that ``filename_tmpl`` makes
-    (default ``epoch_{}.pth`` and ``iter_{}.pth``)."""
-    pattern = re.compile(re.escape(filename_tmpl).replace(r'\{\}', r'(\d+)')
-                         if filename_tmpl else r'(?:epoch|iter)_(\d+)\.pth')
-    return {int(m.group(1)): name for name in names
-            for m in [pattern.fullmatch(name)] if m}
-
-
-def find_resumable_checkpoint(ckpt_dir: str,
-                              filename_tmpl: Optional[str] = None
-                              ) -> Optional[str]:
-    """The newest (by modification time, then step) complete checkpoint in
-    ``ckpt_dir``, or ``None``."""
-    found = [(os.stat(path).st_mtime, step, path)
-             for step, name in checkpoint_steps(os.listdir(ckpt_dir),
-                                                filename_tmpl).items()
-             for path in [osp.join(ckpt_dir, name)]
-             if is_complete_checkpoint(path)]
-    return max(found)[2] if found else None
-
-
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments and files) that a kill
@@ -103,6 +45,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def __init__(self, *args, max_keep_ckpts: int = -1,
                  backend_args: Optional[dict] = None, **kwargs) -> None:
+        use_safe_loading()  # before the runner resumes
         if backend_args is None and kwargs.get('file_client_args') is None \
                 and '://' not in str(kwargs.get('out_dir')):
             backend_args = dict(backend='atomic_local')
@@ -130,13 +73,12 @@ class AtomicCheckpointHook(CheckpointHook):
         then fail inside the optimizer at the first step."""
         if not getattr(runner, '_resume', False):
             return
-        # here: adapt_checkpoint -> checkpoint_converters -> safe_checkpoint
-        # imports this module
-        from .adapt_checkpoint import CheckpointMisfitError, fit_to_model
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        path = getattr(runner, '_load_from', None) or \
-            f'the newest checkpoint of {runner.work_dir}'
+        last = Path(runner.work_dir, 'last_checkpoint')
+        path = getattr(runner, '_load_from', None) or (  # what mmengine read
+            last.read_text().strip() if last.is_file() else
+            f'the newest checkpoint of {runner.work_dir}')
         try:
             fit_to_model(checkpoint.get('state_dict', checkpoint), model,
                          path, refuse_misfit=True)
@@ -153,7 +95,7 @@ class AtomicCheckpointHook(CheckpointHook):
         if not osp.isdir(ckpt_dir):  # nothing saved yet, or remote
             return
         for folder in {ckpt_dir, work_dir}:
-            for stale in filter(_STALE_TMP.match, os.listdir(folder)):
+            for stale in filter(STALE_TMP.match, os.listdir(folder)):
                 os.remove(osp.join(folder, stale))
                 print_log(f'removed {osp.join(folder, stale)}, left by a '
                           'killed checkpoint save', logger='current')
@@ -180,8 +122,20 @@ class AtomicCheckpointHook(CheckpointHook):
         """mmengine's save (atomic through the backend; it then rewrites
         ``last_checkpoint`` in place, which :meth:`_repair` makes good if a
         kill cuts it), then the pruning of the checkpoints on disk up to
-        this step (a longer earlier run's later ones are not ours)."""
-        super()._save_checkpoint_with_step(runner, step, meta)
+        this step (a longer earlier run's later ones are not ours). A full
+        disk ends the run in one message saying what is intact."""
+        try:
+            super()._save_checkpoint_with_step(runner, step, meta)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise CheckpointWriteError(
+                f'no space left on the device of {self.out_dir} while '
+                f'saving the checkpoint of step {step}: nothing of it was '
+                'kept (it was written to a temporary file, removed), and the '
+                'checkpoints saved before are intact. Fix: free space (or '
+                'point --work-dir elsewhere), then resume from the last '
+                'one: python tools/train.py CONFIG --resume') from None
         if self.keep_newest <= 0 or not is_main_process():
             return
         backend = self.file_backend

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .synthetic_shapes import SHAPES, SPLITS, draw_objects, mask_bbox
+from synthetic_shapes import SHAPES, SPLITS, draw_objects, mask_bbox
 
 STUFF = ('sky', 'water', 'ground')
 

@@ -39,7 +39,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .engine.safe_checkpoint import MMENGINE_CHECKPOINT_GLOBALS, safe_load
+from .files import (MMENGINE_CHECKPOINT_GLOBALS, UnsafeCheckpointError,
+                    safe_load)
 
 PrefixRules = Sequence[Tuple[str, str]]
 
@@ -334,8 +335,7 @@ def convert_checkpoint(src: str, dst: str, source: str,
         src: an official release file (``source='official'``: ``model``,
             ``optimizer``, ``lr_scheduler``, ``epoch``, ``args``) or an mmdet
             3.x checkpoint (``source='mmdet'``: ``state_dict``, ``meta``,
-            and the ``message_hub`` types of
-            :mod:`detr_plugin.engine.safe_checkpoint`), read without
+            and the ``message_hub`` types of :mod:`.files`), read without
             unpickling code.
         dst: where to write ``{'state_dict': ..., 'meta': ...}``, a file
             mmengine's ``load_from`` / ``load_checkpoint`` loads (with
@@ -362,8 +362,17 @@ def convert_checkpoint(src: str, dst: str, source: str,
         if isinstance(checkpoint.get('epoch'), int):
             meta['epoch'] = checkpoint['epoch']
     elif source == 'mmdet':
-        checkpoint = safe_load(src, 'an mmdet checkpoint',
-                               MMENGINE_CHECKPOINT_GLOBALS)
+        try:
+            checkpoint = safe_load(src, 'an mmdet checkpoint',
+                                   MMENGINE_CHECKPOINT_GLOBALS)
+        except UnsafeCheckpointError:
+            official = safe_load(src, allowed=OFFICIAL_CHECKPOINT_GLOBALS)
+            if 'model' not in (official or {}):
+                raise
+            raise ValueError(
+                f'{src} is an official facebookresearch/detr release (its '
+                '"model" and argparse "args"), not an mmdet checkpoint: '
+                'convert it with --from official') from None
         if not isinstance(checkpoint, dict):
             raise KeyError(f'{src} holds a {type(checkpoint).__name__}, not '
                            f'a checkpoint dict')

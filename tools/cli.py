@@ -1,8 +1,13 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: flags and config edits.
+"""What ``tools/train.py``, ``tools/test.py`` and the other tools share: the
+flags and the checks of a config before anything is built.
 
 The flags and their meaning are mmdet 3.x's (``--work-dir``, ``--cfg-options``,
-``--launcher``, ``--local-rank``); the one addition is that a machine without
-CUDA gets settings that work there (see :func:`adapt_to_device`).
+``--launcher``, ``--local-rank``); a machine without CUDA gets settings that
+work there (:func:`adapt_to_device`). A config mistake ends in one line
+naming the key and the fix, before the runner is built: a type or an
+argument that no class takes (:func:`check_config_arguments`, from the
+registries and the classes' signatures), a value of the wrong kind in
+``--cfg-options``, a checkpoint that is not a file.
 """
 import argparse
 import logging
@@ -17,19 +22,26 @@ from typing import Optional, Set, Tuple
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope, Registry
+from mmengine.registry import DefaultScope
 
-from . import cpu_autocast
-from .hooks.adapt_checkpoint import CheckpointMisfitError
-from .safe_checkpoint import CheckpointReadError, UnsafeCheckpointError
+from detr_plugin import registry
+from detr_plugin.checkpoint import (CheckpointMisfitError,
+                                    CheckpointReadError, CheckpointWriteError,
+                                    UnsafeCheckpointError,
+                                    find_resumable_checkpoint,
+                                    use_safe_loading)
+from detr_plugin.datasets import DatasetCheckError, name_dataset_configs
+from detr_plugin.engine import cpu_autocast
 
-# Checkpoint faults whose message names the file, the problem and the fix
+# Faults whose message names the file or key, the problem and the fix: the
+# tools end with it alone (no traceback through mmengine's runner)
 CHECKPOINT_FAULTS = (CheckpointMisfitError, CheckpointReadError,
-                     UnsafeCheckpointError)
+                     CheckpointWriteError, UnsafeCheckpointError)
+TOOL_FAULTS = CHECKPOINT_FAULTS + (DatasetCheckError, )
 
 
 @contextmanager
-def one_line_errors(faults=CHECKPOINT_FAULTS):
+def one_line_errors(faults=TOOL_FAULTS):
     """End a tool's run with ``error: <message>`` (exit status 1) for
     ``faults``, instead of a traceback through mmengine's runner after its
     long log (the message is the last line)."""
@@ -83,9 +95,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> Config:
     """The config with ``--cfg-options``, launcher and work dir applied
-    (as mmdet: ``--work-dir``, else the file's, else ``./work_dirs/<name>``).
-    """
+    (as mmdet: ``--work-dir``, else the file's, else ``./work_dirs/<name>``),
+    its data to be checked (``DataCheckHook``); its types and arguments are
+    checked when the runner is built, after the tool's own edits."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    use_safe_loading()  # every checkpoint scheme without running code
     check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -97,6 +111,11 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         check_option_types(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    # the data is checked before the first iteration, its messages naming
+    # each dataset's config key
+    cfg.setdefault('default_hooks', {}).setdefault(
+        'data_check', dict(type='DataCheckHook'))
+    name_dataset_configs(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -136,41 +155,74 @@ def check_option_types(cfg: Config, options: dict) -> None:
                              f'{kind}, like the config\'s value {old!r}')
 
 
-def check_hook_arguments(cfg: Config) -> None:
-    """Each hook config of ``default_hooks`` and ``custom_hooks`` gives only
-    arguments its class takes: mmengine builds hooks with the runner, and
-    ``CheckpointHook`` passes unknown ones to ``Runner.save_checkpoint``,
-    which fails at the first save, after an epoch. Else exit with one line
-    naming the key."""
-    from mmengine.hooks import CheckpointHook
+# The registries a config key's ``type`` names are looked up in first (then
+# every other one): mmdet has a ResNet model, mmcv a ResNet too.
+KEY_REGISTRIES = (
+    (r'init_cfg', ('WEIGHT_INITIALIZERS', )),
+    (r'^model\.', ('MODELS', 'TASK_UTILS')),
+    (r'^optim_wrapper\.optimizer', ('OPTIMIZERS', )),
+    (r'^optim_wrapper', ('OPTIM_WRAPPERS', )),
+    (r'^param_scheduler', ('PARAM_SCHEDULERS', )),
+    (r'_hooks', ('HOOKS', )),
+    (r'_dataloader\.(batch_)?sampler', ('DATA_SAMPLERS', )),
+    (r'\.pipeline', ('TRANSFORMS', )),
+    (r'_dataloader', ('DATASETS', )),
+    (r'_evaluator', ('METRICS', )),
+    (r'^visualizer\.vis_backends', ('VISBACKENDS', )),
+    (r'^visualizer', ('VISUALIZERS', )),
+)
+# arguments that the builder of a key's dict takes out itself (mmcv's
+# build_norm_layer: requires_grad; build_plugin_layer: postfix; DETRHead,
+# mmdet's and ours: bg_cls_weight; mmengine's build_optim_wrapper: the
+# constructor's)
+BUILDER_ARGUMENTS = dict(norm_cfg={'requires_grad'}, cfg={'postfix'},
+                         loss_cls={'bg_cls_weight'},
+                         optim_wrapper={'constructor', 'paramwise_cfg'})
+CHECKED_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'default_hooks',
+                'custom_hooks', 'train_dataloader', 'val_dataloader',
+                'test_dataloader', 'val_evaluator', 'test_evaluator',
+                'visualizer')
 
-    from ..registry import HOOKS, registered_class
-    hooks = [(f'default_hooks.{name}', hook) for name, hook in
-             (cfg.get('default_hooks') or {}).items()] + \
-        [(f'custom_hooks.{i}', hook)
-         for i, hook in enumerate(cfg.get('custom_hooks') or [])]
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        for key, hook in hooks:
-            kind = hook.get('type') if isinstance(hook, dict) else None
-            cls = registered_class(HOOKS, kind)
-            if cls is None:
-                continue  # none, built, or unknown: the runner names it
-            names, open_ended = init_arguments(cls)
-            if open_ended and not issubclass(cls, CheckpointHook):
-                continue  # e.g. EMAHook: the rest is the model's
-            for arg in sorted(set(hook) - names - {'type'}):
-                raise SystemExit(unknown_argument(f'{key}.{arg}', cls, arg))
+
+def class_of(kind, key: str) -> Optional[type]:
+    """The class a config's ``type`` names (the registries of ``key``
+    first), or None for a function; exit naming the key when no registry
+    knows the name."""
+    if isinstance(kind, type):
+        return kind
+    names = [name for pattern, found in KEY_REGISTRIES
+             if re.search(pattern, key) for name in found]
+    every = sorted(name for name, value in vars(registry).items()
+                   if isinstance(value, registry.Registry))
+    for name in dict.fromkeys(names + every):
+        found = getattr(registry, name).get(kind) \
+            if isinstance(kind, str) else kind
+        if found is not None:
+            return found if isinstance(found, type) else None
+    known = set()  # the names of those registries and of their parents
+    for name in names or every:
+        found = getattr(registry, name)
+        while found is not None:
+            known |= set(found._module_dict)
+            found = found.parent
+    close = get_close_matches(str(kind), known, 1)
+    raise SystemExit(f'error: {key}: {kind!r} is not a registered type'
+                     + (f' (did you mean {close[0]}?)' if close else '') +
+                     '; fix the name, or import the module that registers '
+                     'it (custom_imports).')
 
 
 def init_arguments(cls: type) -> Tuple[Set[str], bool]:
     """The keyword arguments ``cls.__init__`` and its bases' take, and
-    whether one of them takes ``**kwargs`` too."""
-    params = [p for c in cls.__mro__[:-1]  # not object's
-              if '__init__' in vars(c)
-              for p in signature(c.__init__).parameters.values()]
+    whether they end in ``**kwargs`` that nothing checks (every
+    ``__init__`` of the chain forwards them on)."""
+    inits = [signature(c.__init__).parameters.values()
+             for c in cls.__mro__[:-1] if '__init__' in vars(c)]
+    params = [p for init in inits for p in init]
+    open_ended = bool(inits) and all(
+        any(p.kind is p.VAR_KEYWORD for p in init) for init in inits)
     return {p.name for p in params if p.kind in (
-        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}, \
-        any(p.kind is p.VAR_KEYWORD for p in params)
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {'self'}, open_ended
 
 
 def unknown_argument(key: str, cls: type, arg: str) -> str:
@@ -182,55 +234,48 @@ def unknown_argument(key: str, cls: type, arg: str) -> str:
         '; remove or rename it.')
 
 
-@contextmanager
-def named_argument_errors(cfg: Config):
-    """End the run with one line naming the config key of an argument
-    that a class does not take: Python's ``TypeError`` (through
-    mmengine's builders, when the runner builds the model, the optimizer,
-    the datasets) names only the class. The key is a dict whose ``type``
-    is that class (which does not take the argument), else one without a
-    ``type`` (e.g. ``dn_cfg``, given to a class by code); when no key
-    holds the argument (a bug, not a typo) the error propagates."""
-    try:
-        yield
-    except TypeError as e:
-        found = re.findall(r"(\w+)\.__init__\(\) got an unexpected keyword "
-                           r"argument '(\w+)'", str(e))
-        if not found:
-            raise
-        name, arg = found[-1]
-        with DefaultScope.overwrite_default_scope(
-                cfg.get('default_scope') or 'detr_plugin'):
-            typed, untyped = [], []
-            for key, node in _config_items(cfg.to_dict()):
-                if not isinstance(node, dict) or arg not in node:
-                    continue
-                cls = _registered_class(node.get('type'))
-                if 'type' not in node:
-                    untyped.append(f'{key}.{arg}')
-                elif cls is not None and cls.__name__ == name and \
-                        arg not in init_arguments(cls)[0]:
-                    typed.append((f'{key}.{arg}', cls))
-            if not (typed or untyped):
-                raise
-            keys, cls = ([k for k, _ in typed], typed[0][1]) if typed else \
-                (untyped, _registered_class(name) or _loaded_class(name))
-        raise SystemExit(unknown_argument(' / '.join(keys), cls, arg)
-                         if cls else f'error: {" / ".join(keys)}: {e}') \
-            from None
+def check_config_arguments(cfg: Config) -> None:
+    """Every dict of the config that names a ``type`` names a registered
+    class and gives it only arguments it takes, and so do the dicts without
+    a type that a class builds from (its ``config_dict_types()``, e.g.
+    DETR's ``encoder``, DINO's ``dn_cfg``); else exit with one line naming
+    the key and the closest name. mmengine would fail while it builds the
+    runner, or (a hook's argument) at the first save, naming the class
+    only."""
+    from mmengine.hooks import CheckpointHook
+
+    def check(node, key: str, kind=None) -> None:
+        if isinstance(node, (list, tuple)):
+            for i, item in enumerate(node):
+                check(item, f'{key}.{i}', kind)
+            return
+        if not isinstance(node, dict):
+            return
+        cls = class_of(node.get('type', kind), key) \
+            if node.get('type', kind) is not None else None
+        if cls is not None:
+            names, open_ended = init_arguments(cls)
+            # CheckpointHook's **kwargs go to the saving: none is checked
+            if not open_ended or issubclass(cls, CheckpointHook):
+                extra = BUILDER_ARGUMENTS.get(key.rsplit('.', 1)[-1], set())
+                for arg in sorted(set(node) - names - extra
+                                  - {'type', '_scope_'}):
+                    raise SystemExit(unknown_argument(f'{key}.{arg}', cls,
+                                                      arg))
+            if open_ended and not issubclass(cls, CheckpointHook):
+                return  # e.g. EMAHook: the rest is its model's
+        built = getattr(cls, 'config_dict_types', dict)()
+        for arg, value in node.items():
+            if arg != 'type':
+                check(value, f'{key}.{arg}', built.get(arg))
+
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope') or 'detr_plugin'):
+        for key in CHECKED_KEYS:
+            check(cfg.get(key), key)
 
 
-def _registered_class(kind) -> Optional[type]:
-    """The class a config's ``type`` names in any registry of the current
-    scope (``kind`` itself when a class), or None."""
-    from .. import registry
-    return next(filter(None, (
-        registry.registered_class(found, kind)
-        for _, found in sorted(vars(registry).items())
-        if isinstance(found, Registry))), None)
-
-
-def _config_items(node, prefix: str = ''):
+def config_items(node, prefix: str = ''):
     """``(key path, value)`` of every entry of a config's nested dicts and
     lists."""
     items = node.items() if isinstance(node, dict) else enumerate(node) \
@@ -238,20 +283,7 @@ def _config_items(node, prefix: str = ''):
     for name, value in items:
         key = f'{prefix}.{name}' if prefix else str(name)
         yield key, value
-        yield from _config_items(value, key)
-
-
-def _loaded_class(name: str) -> Optional[type]:
-    """The loaded class of that name, for one no registry holds (the
-    first found where several share it)."""
-    stack, seen = [object], set()
-    while stack:
-        cls = stack.pop()
-        if cls.__name__ == name:
-            return cls
-        stack.extend(c for c in type.__subclasses__(cls) if c not in seen)
-        seen.update(stack)
-    return None
+        yield from config_items(value, key)
 
 
 def check_pretrained_sources(cfg: Config) -> None:
@@ -260,7 +292,7 @@ def check_pretrained_sources(cfg: Config) -> None:
     which mmengine imports only when training starts, after the runner has
     logged its config; else exit with one line naming the key."""
     at = re.compile(r'\.init_cfg(\.\d+)?\.checkpoint$')  # a dict or a list
-    found = [(key, value) for key, value in _config_items(
+    found = [(key, value) for key, value in config_items(
         cfg.get('model'), 'model')
         if at.search(key) and str(value).startswith('torchvision://')]
     if not found:
@@ -282,7 +314,6 @@ def check_frozen_detector(cfg: Config) -> None:
     detector: from ``load_from``, a checkpoint ``--resume`` finds (which
     drops ``load_from``) or a ``Pretrained`` ``init_cfg``; without any it
     would stay at its random initial weights. Else exit with one line."""
-    from .hooks.atomic_checkpoint import find_resumable_checkpoint
     model = cfg.get('model') or {}
     if not model.get('freeze_detector') or cfg.get('load_from') or \
             model.get('init_cfg'):
@@ -335,7 +366,7 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
     dtype = dtype or cfg.optim_wrapper.get('dtype')
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')  # or given
         cfg.optim_wrapper.dtype = dtype or 'float16'
     elif dtype or cpu_autocast.native_bf16() or \
             cfg.optim_wrapper.get('type') == 'CPUAutocastOptimWrapper':
@@ -404,11 +435,13 @@ def init_process_group(cfg: Config) -> None:
 
 def build_runner(cfg: Config):
     """mmengine's ``Runner``, or ``cfg.runner_type`` from our registry, with
-    mmdet's limit on torch dynamo's recompilations."""
+    mmdet's limit on torch dynamo's recompilations, once the config's types
+    and arguments passed :func:`check_config_arguments`."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.runner import Runner
 
-    from ..registry import RUNNERS
+    from detr_plugin.registry import RUNNERS
+    check_config_arguments(cfg)
     setup_cache_size_limit_of_dynamo()
     init_process_group(cfg)
     if 'runner_type' not in cfg:
