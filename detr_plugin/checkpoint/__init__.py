@@ -1,4 +1,5 @@
-"""Checkpoints: their layouts (mmdet's, the official releases'), their files
+"""Checkpoints: their layouts (mmdet's, the official releases', transformers'
+and RT-DETR's), their files
 (loaded without running code, written atomically) and their fit to a model.
 The hooks of :mod:`detr_plugin.engine.hooks` call down into it; nothing here
 imports a hook."""
@@ -15,6 +16,8 @@ from .layouts import (COCO_CATEGORY_IDS, COCO_PANOPTIC_IDS, MMDET_LAYOUTS,
                       model_variant, num_classes_of, official_to_plugin,
                       plugin_to_mmdet, plugin_to_official)
 from .hf import convert_hf_checkpoint, hf_to_plugin, hf_variant
+from .rtdetr import (convert_rtdetr_checkpoint, rtdetr_config,
+                     rtdetr_hf_to_plugin, rtdetr_official_to_plugin)
 
 __all__ = [
     'MMENGINE_CHECKPOINT_GLOBALS', 'STALE_TMP', 'CheckpointReadError',
@@ -27,5 +30,7 @@ __all__ = [
     'MMDET_LAYOUTS', 'coco_class_names', 'convert_checkpoint',
     'mmdet_to_plugin', 'model_variant', 'num_classes_of',
     'official_to_plugin', 'plugin_to_mmdet', 'plugin_to_official',
-    'convert_hf_checkpoint', 'hf_to_plugin', 'hf_variant'
+    'convert_hf_checkpoint', 'hf_to_plugin', 'hf_variant',
+    'convert_rtdetr_checkpoint', 'rtdetr_config', 'rtdetr_hf_to_plugin',
+    'rtdetr_official_to_plugin'
 ]

@@ -23,7 +23,7 @@ input projections (our ``ChannelMapper`` neck) have biases: its config needs
 import json
 import os.path as osp
 import re
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -113,6 +113,10 @@ _CONDITIONAL_DECODER = _in_layers('decoder', _layer(
     _attention('encoder_attn', 1, _CONDITIONAL), 'self_attn', 'encoder_attn'),
     'model.') + tuple((f'model.decoder.{name}.', f'decoder.{name}.') for name
                       in ('query_scale', 'ref_point_head', 'ref_anchor_head'))
+# Deformable DETR's decoder layers (also RT-DETR's)
+_DEFORMABLE_DECODER = _in_layers('decoder', _layer(
+    _attention('self_attn', 0) + _attention('encoder_attn', 1, _DEFORMABLE),
+    'self_attn', 'encoder_attn'), 'model.')
 _DETR_DECODER = _in_layers('decoder', _layer(
     _attention('self_attn', 0) + _attention('encoder_attn', 1), 'self_attn',
     'encoder_attn'), 'model.')
@@ -150,10 +154,8 @@ HF_RULES: Dict[str, PrefixRules] = dict(
         ('class_embed.{i}.', 'bbox_head.cls_branches.{i}.'),
         ('bbox_embed.{i}.', 'bbox_head.reg_branches.{i}.'),
     ) + _in_layers('encoder', _layer(_attention(
-        'self_attn', 0, _DEFORMABLE), 'self_attn'), 'model.') + _in_layers(
-        'decoder', _layer(_attention('self_attn', 0) + _attention(
-            'encoder_attn', 1, _DEFORMABLE), 'self_attn', 'encoder_attn'),
-        'model.'),
+        'self_attn', 0, _DEFORMABLE), 'self_attn'), 'model.') +
+    _DEFORMABLE_DECODER,
 )
 # A key only the variant has, the most specific first.
 _VARIANT_KEYS = (
@@ -240,11 +242,20 @@ def _input_proj_rules(state_dict: Dict[str, Tensor]) -> PrefixRules:
     return tuple(rules)
 
 
+# Converters of other transformers models, registered by their modules
+# (:mod:`.rtdetr`): variant -> (a key suffix only it has, its function).
+HF_CONVERTERS: Dict[str, Tuple[str, Callable]] = {}
+
+
 def hf_to_plugin(state_dict: Dict[str, Tensor]
                  ) -> Tuple[str, Dict[str, Tensor]]:
     """A transformers model's state dict -> ``(variant, ours)``, the
-    variant :func:`hf_variant`'s; ``KeyError`` for an unknown model or keys
-    no rule of its layout names."""
+    variant :func:`hf_variant`'s (or one of :data:`HF_CONVERTERS`);
+    ``KeyError`` for an unknown model or keys no rule of its layout
+    names."""
+    for variant, (key, convert) in HF_CONVERTERS.items():
+        if any(k.endswith(key) for k in state_dict):
+            return variant, convert(state_dict)
     renamed = {}
     for key, value in state_dict.items():
         for pattern, new in HF_RENAMES:

@@ -137,7 +137,8 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
         """
         outputs, layer_references = [], []
         head_reference = reference_points
-        for i, layer in enumerate(self.layers):
+        layers = self.active_layers
+        for i, layer in enumerate(layers):
             layer_references.append(head_reference)
             scaled = scaled_references(reference_points, valid_ratios)
             query = layer(query, value=value,
@@ -145,7 +146,7 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
                           key_padding_mask=key_padding_mask,
                           reference_points=scaled, **kwargs)
             # the last layer's refined boxes would feed no layer: not computed
-            if reg_branches is not None and i + 1 < len(self.layers):
+            if reg_branches is not None and i + 1 < len(layers):
                 refined = refine(reg_branches[i](query), reference_points,
                                  self.refine_eps)
                 reference_points = refined.detach()
@@ -155,6 +156,12 @@ class DeformableDetrTransformerDecoder(DetrTransformerDecoder):
         if not self.return_intermediate:
             outputs, layer_references = outputs[-1:], layer_references[-1:]
         return torch.stack(outputs), layer_references
+
+    @property
+    def active_layers(self) -> Sequence[nn.Module]:
+        """The layers a forward runs (RT-DETR may stop early at
+        inference)."""
+        return self.layers
 
     def query_pos(self, query_pos: Tensor, scaled_references: Tensor
                   ) -> Tensor:
@@ -291,7 +298,7 @@ class DeformableDETR(DETR):
         batch, dims = memory.size(0), self.embed_dims
         head_inputs = {}
         if self.as_two_stage:
-            scores, boxes, top = self.top_proposals(
+            scores, boxes, top, _ = self.top_proposals(
                 memory, memory_mask, spatial_shapes, level_shapes)
             references = sigmoid_references(
                 gather_queries(boxes, top).detach())
@@ -314,14 +321,14 @@ class DeformableDETR(DETR):
 
     def top_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
                       spatial_shapes: Tensor, level_shapes: LevelShapes
-                      ) -> Tuple[Tensor, Tensor, Tensor]:
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Score and refine every encoder proposal with the extra head
         branch; the ``num_queries`` best.
 
         Returns:
             Scores ``(B, S, C)``, boxes before their sigmoid ``(B, S, 4)``,
-            and the indices of the best ``(B, Q)`` (by
-            :meth:`proposal_score`).
+            the indices of the best ``(B, Q)`` (by :meth:`proposal_score`)
+            and the projected memory the head read ``(B, S, D)``.
         """
         proposal_memory, proposals = self.encoder_proposals(
             memory, memory_mask, spatial_shapes, level_shapes)
@@ -337,7 +344,7 @@ class DeformableDETR(DETR):
                 f'{list(level_shapes)}): feed larger images or lower '
                 'num_queries')
         top = self.proposal_score(scores).topk(self.num_queries, dim=1)[1]
-        return scores, boxes, top
+        return scores, boxes, top, proposal_memory
 
     @staticmethod
     def proposal_score(scores: Tensor) -> Tensor:

@@ -133,6 +133,8 @@ class DETR(DetectionTransformer):
         """Xavier-uniform transformer matrices, as official DETR and mmdet."""
         super().init_weights()
         for module in (self.encoder, self.decoder):
+            if not isinstance(module, nn.Module):  # RT-DETR: no encoder
+                continue
             for param in module.parameters():
                 if param.dim() > 1:
                     nn.init.xavier_uniform_(param)

@@ -198,6 +198,7 @@ class DINO(DeformableDETR):
     """
 
     decoder_type = 'DinoTransformerDecoder'
+    dn_generator_type = CdnQueryGenerator
 
     def __init__(self, *args, dn_cfg: Optional[dict] = None,
                  with_box_refine: bool = True, as_two_stage: bool = True,
@@ -207,13 +208,13 @@ class DINO(DeformableDETR):
                              'with_box_refine and as_two_stage must be True')
         super().__init__(*args, with_box_refine=True, as_two_stage=True,
                          **kwargs)
-        self.dn_query_generator = CdnQueryGenerator(
+        self.dn_query_generator = self.dn_generator_type(
             self.bbox_head.num_classes, self.embed_dims, self.num_queries,
             **(dn_cfg or {}))
 
     @classmethod
     def config_dict_types(cls) -> dict:
-        return dict(super().config_dict_types(), dn_cfg=CdnQueryGenerator)
+        return dict(super().config_dict_types(), dn_cfg=cls.dn_generator_type)
 
     @property
     def query_embedding_dims(self) -> int:
@@ -223,6 +224,11 @@ class DINO(DeformableDETR):
     def init_weights(self) -> None:
         super().init_weights()
         nn.init.xavier_uniform_(self.query_embedding.weight)
+
+    def content_queries(self, proposal_memory: Tensor, top: Tensor) -> Tensor:
+        """The learned content queries ``(B, Q, D)`` (mixed query
+        selection)."""
+        return self.query_embedding.weight[None].expand(len(top), -1, -1)
 
     @staticmethod
     def proposal_score(scores: Tensor) -> Tensor:
@@ -236,11 +242,10 @@ class DINO(DeformableDETR):
         boxes as references; in training the denoising queries go first,
         with their attention mask, and the head gets the top proposals'
         scores and boxes and ``dn_meta``."""
-        scores, boxes, top = self.top_proposals(memory, memory_mask,
-                                                spatial_shapes, level_shapes)
+        scores, boxes, top, proposal_memory = self.top_proposals(
+            memory, memory_mask, spatial_shapes, level_shapes)
         references = gather_queries(boxes, top).detach()
-        query = self.query_embedding.weight[None].expand(
-            memory.size(0), -1, -1)
+        query = self.content_queries(proposal_memory, top)
         self_attn_mask, head_inputs = None, {}
         if self.training:
             dn_query, dn_references, self_attn_mask, dn_meta = \
