@@ -151,3 +151,18 @@ def test_eval_metric_reads_the_dump_safely(evaluated):
     assert proc.out.strip().splitlines()[-1] == (
         f'error: refusing to read {evil}: posix.system is not what a results '
         'dump holds; unpickling it could run arbitrary code.')
+
+
+def test_amp_gap_reads_a_training_checkpoint(evaluated):
+    """``tools/amp_gap.py`` on a checkpoint mmengine's runner wrote (its
+    message hub's history buffers included: loaded without running code)
+    gives every loss term in float32 and float16 autocast, close."""
+    _, _, _, files = evaluated
+    checkpoint = osp.join(str(files['tmp']), 'work', f'iter_{ITERS}.pth')
+    gaps = load_tool('amp_gap').main([files['config'], checkpoint,
+                                      '--dtype', 'float16',
+                                      '--num-images', '4'])
+    assert {'loss_cls', 'loss_bbox', 'loss_iou'} <= set(gaps)
+    for full, mixed, gap in gaps.values():
+        assert full > 0 and abs(mixed - full) <= gap * full + 1e-12
+        assert gap < 0.05

@@ -44,6 +44,7 @@ def main(argv=None) -> dict:
     from mmengine.runner import Runner, load_checkpoint
 
     import detr_plugin  # noqa: F401
+    from detr_plugin.checkpoint import use_safe_loading
     import cli
     from mmdet_reference import build_plugin_model
     args = parse_args(argv)
@@ -51,6 +52,7 @@ def main(argv=None) -> dict:
     cli.check_checkpoint_file(args.checkpoint, 'CHECKPOINT')
     cfg = Config.fromfile(args.config)
     model = build_plugin_model(cfg).eval()
+    use_safe_loading()  # mmengine's loader, without running code
     load_checkpoint(model, args.checkpoint, map_location='cpu',
                     logger='silent')
     loader = dict(cfg[f'{args.split}_dataloader'], batch_size=args.num_images,
