@@ -23,9 +23,7 @@ the papers' code and ours): those run with ``auxiliary_loss=False`` (the
 Hub's configs) and the per-layer outputs are its heads on each layer's
 output, captured by hooks.
 """
-import itertools
 import json
-import re
 from collections import namedtuple
 
 import pytest
@@ -33,6 +31,7 @@ import torch
 import transformers
 from helpers.configs import tiny_panoptic_config, tiny_variant_config
 from helpers.tools import load_checkpoint, load_tool
+from helpers.weights import perturb
 from transformers.models.conditional_detr import \
     modeling_conditional_detr as hf_conditional
 
@@ -82,31 +81,6 @@ def resnet_config(*stages):
     return transformers.ResNetConfig(
         embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[2, 2, 2, 2],
         layer_type='basic', out_features=[f'stage{s}' for s in stages])
-
-
-def perturb(model, seed=0):
-    """Every weight and buffer (the frozen BatchNorms' too) drawn anew:
-    matrices and kernels with variance 1 / fan-in (transformers' std-0.02
-    init would give nearly the same box to every query), queries and
-    anchors N(0, 1), vectors (biases, norms) moved by N(0, 0.1^2) -- so no
-    term is trivially zero (Deformable DETR's sampling offsets, DAB's last
-    box layer); tied weights stay tied."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in itertools.chain(model.named_parameters(),
-                                            model.named_buffers()):
-            if not tensor.is_floating_point():
-                continue
-            noise = torch.randn(tensor.shape, generator=gen)
-            if name.endswith('running_var'):
-                tensor.copy_(1 + 0.5 * noise.abs())
-            elif re.search(r'(embeddings|level_embed)\b', name):
-                tensor.copy_(noise)
-            elif tensor.dim() > 1:
-                tensor.copy_(noise * (tensor[0].numel() ** -0.5))
-            else:
-                tensor.add_(0.1 * noise)
-    return model.eval()
 
 
 def build_hf(variant):

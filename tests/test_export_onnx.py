@@ -7,6 +7,7 @@ import torch
 from helpers.configs import tiny_config
 from helpers.detector import write_tiny_detector
 from helpers.tools import load_tool
+from helpers.weights import perturb
 
 from detr_plugin.deploy import DETRExportWrapper
 from mmdet_reference import build_plugin_model
@@ -163,3 +164,31 @@ def test_the_tool_refuses_a_panoptic_config_in_one_line(tmp_path):
             'maps, which the ONNX export does not cover')):
         tool.main([config, checkpoint, str(out), '--shape', '64', '64'])
     assert not out.exists()
+
+
+def test_rtdetr_exports_with_discrete_sampling_and_fused_repvgg(tmp_path):
+    """RT-DETRv2 with the official ``discrete`` sampling: a graph without
+    ``GridSample`` (one gather per point), its RepVGG blocks fused, that
+    onnxruntime runs like PyTorch on a batch of two."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs',
+                                   'demo', 'rtdetrv2_r18vd_shapes.py'))
+    cfg.model.decoder.layer_cfg.attn_cfgs[1].sampling = 'discrete'
+    config = str(tmp_path / 'rtdetr.py')
+    cfg.dump(config)
+    out = str(tmp_path / 'rtdetr.onnx')
+    # weights redrawn: at the initial ones many sampling locations fall
+    # exactly on a cell boundary, where float rounding (onnxruntime's or
+    # torch's) decides the cell
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=perturb(build_plugin_model(config))
+                    .state_dict()), checkpoint)
+    report = tool.main([config, checkpoint, out,
+                        '--shape', '64', '64', '--check-shapes', '64', '64',
+                        '64', '64'])
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert 'GridSample' not in ops and 'GatherElements' in ops
+    assert len(report) == 2  # one image, and a batch of two
+    for diff in report.values():
+        assert diff['boxes'] <= 1e-3 and diff['scores'] <= 1e-4
+        assert diff['label_mismatches'] == 0

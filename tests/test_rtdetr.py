@@ -24,7 +24,7 @@ from mmengine.structures import InstanceData
 
 transformers = pytest.importorskip('transformers')
 from helpers.tools import load_tool  # noqa: E402
-from test_convert_hf import perturb  # noqa: E402
+from helpers.weights import perturb  # noqa: E402
 
 from detr_plugin.checkpoint.rtdetr import (  # noqa: E402
     rtdetr_hf_to_plugin, rtdetr_official_to_plugin, rtdetr_plugin_to_official)
@@ -37,7 +37,7 @@ BOXES = ([[4, 6, 30, 40], [20, 10, 60, 34], [33, 40, 51, 62]],
 LABELS = ([1, 4, 0], [2])
 
 
-def hf_model():
+def hf_model(**kwargs):
     config = transformers.RTDetrV2Config(
         backbone_config=transformers.RTDetrResNetConfig(
             embedding_size=16, hidden_sizes=[16, 32, 64, 128],
@@ -48,7 +48,7 @@ def hf_model():
         decoder_in_channels=[WIDTH] * 3, decoder_ffn_dim=64,
         decoder_attention_heads=2, decoder_layers=2, decoder_n_points=4,
         num_queries=30, num_denoising=20, eval_size=None,
-        anchor_image_size=None)
+        anchor_image_size=None, **kwargs)
     torch.manual_seed(0)
     model = perturb(transformers.RTDetrV2ForObjectDetection(config))
     with torch.no_grad():  # a constant (1 / points), not a weight
@@ -58,7 +58,8 @@ def hf_model():
     return model
 
 
-def our_config(num_layers: int = 2, eval_idx: int = -1) -> dict:
+def our_config(num_layers: int = 2, eval_idx: int = -1,
+               sampling: str = 'bilinear') -> dict:
     attention = dict(embed_dims=WIDTH, num_heads=2)
     return dict(
         type='RTDETR',
@@ -79,7 +80,8 @@ def our_config(num_layers: int = 2, eval_idx: int = -1) -> dict:
                     dict(type='MultiheadAttention', attn_drop=0.,
                          proj_drop=0., **attention),
                     dict(type='DeformableAttention', num_levels=3,
-                         num_points=4, dropout=0., **attention)],
+                         num_points=4, dropout=0., sampling=sampling,
+                         **attention)],
                 ffn_cfgs=dict(embed_dims=WIDTH, feedforward_channels=64,
                               ffn_drop=0.),
                 operation_order=('self_attn', 'norm', 'cross_attn', 'norm',
@@ -96,6 +98,7 @@ def our_config(num_layers: int = 2, eval_idx: int = -1) -> dict:
 
 
 def build_ours(state_dict, **kwargs):
+    """Ours (``our_config(**kwargs)``) with ``state_dict``."""
     init_default_scope('detr_plugin')
     model = MODELS.build(our_config(**kwargs))
     model.load_state_dict(state_dict)
@@ -249,6 +252,34 @@ def test_detections_match_transformers():
                           cxcywh[:, :2] + cxcywh[:, 2:] / 2), 1) * SIZE
         torch.testing.assert_close(result.bboxes, xyxy.clamp(0, SIZE),
                                    rtol=0, atol=1e-3)
+
+
+def test_discrete_sampling_matches_transformers():
+    """RT-DETRv2's ``discrete`` sampling (one cell per point, no
+    ``grid_sample``): every layer's outputs as transformers'
+    ``decoder_method='discrete'``; the sampling offsets do not train."""
+    hf = hf_model(decoder_method='discrete')
+    ours = build_ours(rtdetr_hf_to_plugin(hf.state_dict()),
+                      sampling='discrete')
+    hf.eval(), ours.eval()
+    images, samples, _ = inputs()
+    with torch.no_grad():
+        theirs = hf(pixel_values=images)
+        head_inputs = ours.forward_transformer(ours.extract_feat(images),
+                                               samples)
+        logits, boxes = ours.bbox_head(head_inputs['hidden_states'],
+                                       head_inputs['references'])
+    torch.testing.assert_close(logits[-1], theirs.logits, rtol=0, atol=1e-4)
+    torch.testing.assert_close(boxes[-1], theirs.pred_boxes, rtol=0,
+                               atol=1e-4)
+    bilinear = build_ours(ours.state_dict()).eval()
+    with torch.no_grad():
+        other = bilinear.forward_transformer(bilinear.extract_feat(images),
+                                             samples)
+    assert not torch.allclose(other['hidden_states'],
+                              head_inputs['hidden_states'], atol=1e-3)
+    offsets = ours.decoder.layers[0].attentions[1].sampling_offsets
+    assert not offsets.weight.requires_grad
 
 
 def test_eval_idx_stops_the_decoder_early(models):

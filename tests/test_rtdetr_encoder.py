@@ -23,7 +23,7 @@ import torch
 
 transformers = pytest.importorskip('transformers')
 from mmdet.models.backbones import ResNetV1d  # noqa: E402
-from test_convert_hf import perturb  # noqa: E402
+from helpers.weights import perturb  # noqa: E402
 
 from detr_plugin.checkpoint.rtdetr import (  # noqa: E402
     rtdetr_hf_to_plugin, rtdetr_official_to_plugin, rtdetr_plugin_to_official)

@@ -159,6 +159,8 @@ def main(argv=None):
         DETRExportWrapper(detector)  # refuses what the export cannot cover
     except ValueError as e:
         raise SystemExit(f'error: {args.config}: {e}') from None
+    if hasattr(getattr(detector, 'neck', None), 'fuse'):
+        detector.neck.fuse()  # RT-DETR: each RepVGG block one convolution
     fixed = has_fixed_input_size(detector)
     h1, w1, h2, w2 = args.check_shapes
     if fixed and (max(h1, h2) > args.shape[0] or

@@ -121,6 +121,31 @@ def sample_levels_cpu(value: Tensor, level_shapes: LevelShapes,
     return out.view(batch, queries, heads * dims)
 
 
+def sample_levels_discrete(value: Tensor, level_shapes: LevelShapes,
+                           locations: Tensor, weights: Tensor) -> Tensor:
+    """RT-DETRv2's ``discrete`` sampling: each location reads the value of
+    one cell, ``int(x * w + 0.5)`` (truncated, as the official code, then
+    clamped into the map; the official clamps both axes to ``h - 1``, equal
+    on square maps), without interpolation: gathers only, no
+    ``grid_sample`` -- for runtimes that lack it. Arguments and result as
+    :func:`sample_levels_cpu`."""
+    batch, size, heads, dims = value.shape
+    queries = locations.size(1)
+    table = value.permute(0, 2, 1, 3)  # (B, H, S, D/H)
+    out, start = 0, 0
+    for level, (height, width) in enumerate(level_shapes):
+        loc = locations[:, :, :, level].transpose(1, 2)  # (B, H, Q, K, 2)
+        x = (loc[..., 0] * width + 0.5).long().clamp(0, width - 1)
+        y = (loc[..., 1] * height + 0.5).long().clamp(0, height - 1)
+        index = (start + y * width + x).flatten(2)  # (B, H, Q*K)
+        start += height * width
+        samples = table.gather(2, index[..., None].expand(-1, -1, -1, dims))
+        out = out + (samples.view(*loc.shape[:-1], dims) *
+                     weights[:, :, :, level].transpose(1, 2)[..., None]
+                     ).sum(3)  # (B, H, Q, D/H)
+    return out.permute(0, 2, 1, 3).reshape(batch, queries, heads * dims)
+
+
 def _neighbours(coord: Tensor, size: int):
     """The two pixels around normalized coordinates ``coord`` on an axis of
     ``size`` pixels (pixel centres at ``(i + 0.5) / size``): ``(index,
@@ -145,14 +170,24 @@ class DeformableAttention(MultiScaleDeformableAttention):
         num_levels: feature levels ``L``.
         num_points: sampled points ``K`` per head and level.
         dropout: dropout on the output (before the layer's residual).
+        sampling: ``'bilinear'`` (default) or RT-DETRv2's ``'discrete'``
+            (:func:`sample_levels_discrete`; its sampling offsets are then
+            not trained, as the official code).
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8,
                  num_levels: int = 4, num_points: int = 4,
-                 dropout: float = 0.1, init_cfg=None) -> None:
+                 dropout: float = 0.1, sampling: str = 'bilinear',
+                 init_cfg=None) -> None:
         super().__init__(embed_dims, num_heads, num_levels, num_points,
                          dropout=dropout, batch_first=True,
                          init_cfg=init_cfg)
+        if sampling not in ('bilinear', 'discrete'):
+            raise ValueError(f"sampling must be 'bilinear' or 'discrete', "
+                             f"not {sampling!r}")
+        self.sampling = sampling
+        if sampling == 'discrete':
+            self.sampling_offsets.requires_grad_(False)
 
     def forward(self,
                 query: Tensor,
@@ -229,6 +264,9 @@ class DeformableAttention(MultiScaleDeformableAttention):
         else:  # offsets in units of the box's half-size / K
             locations = points[..., :2] + offsets / self.num_points * \
                 points[..., 2:] * 0.5
+        if self.sampling == 'discrete':
+            return sample_levels_discrete(value, level_shapes, locations,
+                                          weights)
         if value.is_cuda:
             return MultiScaleDeformableAttnFunction.apply(
                 value, spatial_shapes, level_start_index, locations, weights,
