@@ -14,6 +14,7 @@ from .detr import DETR  # noqa: F401
 from .detr_head import DETRHead  # noqa: F401
 from .detr_panoptic import DETRPanoptic  # noqa: F401
 from .dino import DINO, DINOHead, DinoTransformerDecoder  # noqa: F401
+from .hgnetv2 import HGNetV2  # noqa: F401
 from .hungarian_assigner import HungarianAssigner, QueryMatches  # noqa: F401
 from .hybrid_encoder import (CSPRepLayer, HybridEncoder,  # noqa: F401
                              RepVGGBlock)
