@@ -359,3 +359,23 @@ def test_convert_checkpoint_reads_the_official_and_transformers_files(
         torch.save(dict(date='x'), tmp_path / 'empty.pth')
         tool.main(['--from', 'rtdetr', str(tmp_path / 'empty.pth'),
                    str(tmp_path / 'x.pth')])
+
+
+def test_inference_runs_the_neck_bn_folded_and_repvgg_fused(models):
+    """At inference the hybrid encoder runs through a copy with its
+    BatchNorms folded and its RepVGG blocks fused (the backbone's fold,
+    extended): the same maps as the neck itself."""
+    _, ours = models
+    ours.eval()
+    images, _, _ = inputs()
+    with torch.no_grad():
+        expected = ours.neck(ours.backbone(images))
+        folded = ours.extract_feat(images)
+    copy = ours.folded_backbone._neck.module
+    assert copy is not None and copy.fpn_blocks[0].bottlenecks[0].fused \
+        is not None
+    assert ours.neck.fpn_blocks[0].bottlenecks[0].fused is None
+    for a, b in zip(folded, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    ours.train()
+    assert ours.folded_backbone._neck.module is None  # dropped on train()

@@ -182,7 +182,8 @@ class DETR(DetectionTransformer):
 
         With ``fold_backbone_bn``, BN-folded copies compute what nothing
         trains (:mod:`.folded_backbone`): the whole backbone at inference
-        without gradients, its frozen stages in training. Exporters and
+        without gradients (and a neck with BatchNorms: RT-DETR's, its
+        RepVGG blocks fused), its frozen stages in training. Exporters and
         compilers see the backbone itself (ONNX runtimes fold BN
         themselves).
         """
@@ -196,7 +197,15 @@ class DETR(DetectionTransformer):
                 feats = folded.train_forward(self.backbone, batch_inputs)
         if feats is None:
             feats = self.backbone(batch_inputs)
-        return self.neck(feats) if self.with_neck else tuple(feats)
+        if not self.with_neck:
+            return tuple(feats)
+        if folded is not None and not self.training and \
+                not torch.is_grad_enabled() and not torch.jit.is_tracing() \
+                and not torch.compiler.is_compiling():
+            outs = folded.neck(self.neck, feats)  # RT-DETR's BN neck
+            if outs is not None:
+                return outs
+        return self.neck(feats)
 
     # ----------------------------------------------- the transformer stages
     def forward_transformer(self, img_feats: Tuple[Tensor, ...],

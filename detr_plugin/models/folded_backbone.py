@@ -79,19 +79,25 @@ class _FoldedCopy:
         """Drop the copy (the module's weights may have changed)."""
         self.module = None
 
-    def of(self, module: nn.Module, x: Tensor) -> Optional[nn.Module]:
+    def of(self, module: nn.Module, x) -> Optional[nn.Module]:
         """The folded copy of ``module``, or None where folding failed its
-        check (on a small input of ``x``'s kind)."""
+        check (on a small input of ``x``'s kind; on ``x`` itself when it is
+        a tuple of maps, a neck's input, whose sizes must keep their
+        ratios). A module with a ``fuse()`` (RT-DETR's hybrid encoder:
+        RepVGG branches into one convolution) is fused first."""
         if self.failed:
             return None
         if self.module is None:
             folded = copy.deepcopy(module)
             folded.eval()  # (mmdet's ResNet.train() returns None)
             try:
+                if hasattr(folded, 'fuse'):
+                    folded.fuse()
                 folded = fuse_conv_bn(folded)
                 if self.channels_last:
                     folded = folded.to(memory_format=torch.channels_last)
-                agrees = self._agrees(module, folded, _probe_like(x))
+                agrees = self._agrees(module, folded, x if isinstance(
+                    x, (tuple, list)) else _probe_like(x))
             except RuntimeError:  # e.g. a BN paired with a conv of
                 agrees = False  # another width
             if not agrees:
@@ -110,8 +116,9 @@ class _FoldedCopy:
         """Same outputs in float32 (also when called under autocast or with
         TF32 convolutions and matmuls allowed on a GPU, whose rounding would
         exceed the tolerance and is not the fold's)."""
-        with torch.no_grad(), torch.autocast(probe.device.type,
-                                             enabled=False), no_tf32():
+        device = _as_tuple(probe)[0].device.type
+        with torch.no_grad(), torch.autocast(device, enabled=False), \
+                no_tf32():
             expected = _as_tuple(module(probe))
             actual = _as_tuple(folded(self._layout(probe)))
         return len(expected) == len(actual) and all(
@@ -120,7 +127,9 @@ class _FoldedCopy:
                 atol=1e-3 * float(e.abs().max()) + 1e-5)
             for e, a in zip(expected, actual))
 
-    def _layout(self, x: Tensor) -> Tensor:
+    def _layout(self, x):
+        if isinstance(x, (tuple, list)):
+            return type(x)(self._layout(t) for t in x)
         return x.contiguous(memory_format=torch.channels_last) \
             if self.channels_last else x
 
@@ -193,6 +202,7 @@ class FoldedBackboneCache:
         self.channels_last = channels_last
         self._inference = _FoldedCopy(channels_last)
         self._frozen = _FoldedCopy(channels_last)
+        self._neck = _FoldedCopy(channels_last)
 
     def __call__(self, backbone: nn.Module,
                  images: Tensor) -> Tuple[Tensor, ...]:
@@ -211,6 +221,15 @@ class FoldedBackboneCache:
             return backbone(images)  # nothing to fold, or not exactly
         outputs = self._inference(backbone, images)
         return backbone(images) if outputs is None else outputs
+
+    def neck(self, neck: nn.Module,
+             feats: Tuple[Tensor, ...]) -> Optional[Tuple[Tensor, ...]]:
+        """``neck(feats)`` at inference through its folded copy, or None
+        where it has no BatchNorm to fold (mmdet's ChannelMapper has
+        GroupNorms) or the fold failed its check."""
+        if not can_fold(neck):
+            return None
+        return self._neck(neck, tuple(feats))
 
     def train_forward(self, backbone: nn.Module,
                       images: Tensor) -> Optional[Tuple[Tensor, ...]]:
@@ -241,6 +260,7 @@ class FoldedBackboneCache:
         """Drop both copies; they are rebuilt at their next use."""
         self._inference.clear()
         self._frozen.clear()
+        self._neck.clear()
 
     def __deepcopy__(self, memo) -> 'FoldedBackboneCache':
         """A copied detector starts with empty caches."""

@@ -83,7 +83,10 @@ class RepVGGBlock(BaseModule):
     def fuse(self) -> None:
         """Replace both branches by one 3x3 conv with bias that computes
         their eval-mode sum (BN with its running statistics folded in, the
-        1x1 kernel zero-padded to 3x3). Irreversible; for inference."""
+        1x1 kernel zero-padded to 3x3). Irreversible; for inference; a
+        fused block stays as it is."""
+        if self.fused is not None:
+            return
         k3, k1 = (fuse_conv_bn(copy.deepcopy(branch)).conv
                   for branch in (self.conv1, self.conv2))
         fused = copy.deepcopy(k3)
