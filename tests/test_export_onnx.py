@@ -185,9 +185,11 @@ def test_rtdetr_exports_with_discrete_sampling_and_fused_repvgg(tmp_path):
                     .state_dict()), checkpoint)
     report = tool.main([config, checkpoint, out,
                         '--shape', '64', '64', '--check-shapes', '64', '64',
-                        '64', '64'])
+                        '64', '64', '--latency', '2'])
     ops = {node.op_type for node in onnx.load(out).graph.node}
     assert 'GridSample' not in ops and 'GatherElements' in ops
+    # --latency: medians of both runtimes (timed by the tool, not asserted)
+    assert set(report.pop('latency_seconds')) == {'onnxruntime', 'pytorch'}
     assert len(report) == 2  # one image, and a batch of two
     for diff in report.values():
         assert diff['boxes'] <= 1e-3 and diff['scores'] <= 1e-4

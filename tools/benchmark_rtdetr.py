@@ -13,7 +13,9 @@ after a warm-up, medians of: ``inference`` (batch 1 at 640 x 640, the
 top-300 detections: ours ``predict``, theirs the forward and the same top-k),
 ``train_step`` (forward, backward and an AdamW step, batch 2 at 640 x 640
 with 7 and 3 boxes; their backbone BatchNorms train for R18vd as the official
-and ours) and ``head_loss`` (the matching and every loss term of given
+and ours), ``amp_train_step`` (ours as ``tools/train.py --amp`` trains: bf16
+autocast where the CPU has it natively, else float32; theirs float32) and
+``head_loss`` (the matching and every loss term of given
 decoder outputs: ours ``bbox_head.loss``, theirs its loss function). A
 speedup is transformers' median over ours.
 """
@@ -26,14 +28,14 @@ import sys
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import interleaved_medians, total_loss  # noqa: E402
+from benchmark import amp_dtype, interleaved_medians, total_loss  # noqa
 from mmdet_reference import (REPO_CONFIG_DIR, build_plugin_model,  # noqa
                              load_config, make_batch)
 
 SIZE = 640
 CONFIGS = dict(rtdetrv2_r18vd='rtdetr/rtdetrv2_r18vd_4xb4-120e_coco.py',
                rtdetrv2_r50vd='rtdetr/rtdetrv2_r50vd_4xb4-72e_coco.py')
-ITEMS = ('inference', 'train_step', 'head_loss')
+ITEMS = ('inference', 'train_step', 'amp_train_step', 'head_loss')
 
 
 def hf_model(name: str):
@@ -113,23 +115,32 @@ def bench_inference(theirs, ours, repeats):
                                     plugin=ours_step), repeats, 1, 'cpu')
 
 
-def bench_train_step(theirs, ours, repeats):
+def bench_train_step(theirs, ours, repeats, amp=False):
+    """With ``amp``: ours under the autocast ``tools/train.py --amp`` uses
+    on this CPU (bf16 where native), theirs in float32."""
     inputs, samples = make_batch([(SIZE, SIZE)] * 2, [7, 3])
     labels = hf_labels(samples)
+    dtype = getattr(torch, amp_dtype('cpu').split()[0])
     runs = {}
     for name, model in (('transformers', theirs), ('plugin', ours)):
         model = copy.deepcopy(model).train()
         optim = torch.optim.AdamW(model.parameters(), lr=1e-6)
 
         def step(model=model, optim=optim, name=name):
-            loss = model(pixel_values=inputs, labels=labels).loss \
-                if name == 'transformers' else \
-                total_loss(model.loss(inputs, samples))
+            with torch.autocast('cpu', dtype=dtype, enabled=amp and
+                                name == 'plugin' and dtype != torch.float32):
+                loss = model(pixel_values=inputs, labels=labels).loss \
+                    if name == 'transformers' else \
+                    total_loss(model.loss(inputs, samples))
             optim.zero_grad()
             loss.backward()
             optim.step()
         runs[name] = step
     return interleaved_medians(runs, repeats, 1, 'cpu')
+
+
+def bench_amp_train_step(theirs, ours, repeats):
+    return bench_train_step(theirs, ours, repeats, amp=True)
 
 
 def bench_head_loss(theirs, ours, repeats):
@@ -189,7 +200,7 @@ def main(argv=None) -> dict:
     ours.load_state_dict(rtdetr_hf_to_plugin(theirs.state_dict()))
     check_parity(theirs, ours)
     results = dict(model=args.model, threads=torch.get_num_threads(),
-                   torch=torch.__version__)
+                   torch=torch.__version__, amp_dtype=amp_dtype('cpu'))
     for item in args.only or ITEMS:
         medians = globals()[f'bench_{item}'](theirs, ours, args.repeats)
         speedup = medians['transformers'] / medians['plugin']

@@ -2,6 +2,7 @@
 
     python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--opset 17]
         [--shape 800 1216] [--check-shapes 800 1216 608 800] [--dynamo]
+        [--latency N]
 
 The graph takes normalised, padded images and their padding mask and returns
 boxes, scores and labels, with a dynamic batch and image size: see
@@ -10,7 +11,10 @@ DINO) export for exactly the ``--shape`` size (their level shapes are traced
 as constants): pad inputs to it; the tool says so. When onnxruntime is
 installed, the exported file is run on random images of the two
 ``--check-shapes`` sizes, alone and as one padded batch, and the largest
-differences from PyTorch's ``predict`` are printed.
+differences from PyTorch's ``predict`` are printed; ``--latency N`` then
+times one image of ``--shape`` N times in onnxruntime and in PyTorch (the
+same graph's forward, eager, no gradients), alternately, and prints the
+medians.
 """
 import argparse
 import importlib.util
@@ -31,6 +35,34 @@ import cli  # noqa: E402
 from detr_plugin.deploy import (  # noqa: E402
     DETRExportWrapper, export_onnx, has_fixed_input_size)
 from detr_plugin.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
+
+
+def latency(detector: nn.Module, onnx_file: str, shape: Tuple[int, int],
+            repeats: int) -> Dict[str, float]:
+    """Median seconds of onnxruntime's run and PyTorch's eager forward of
+    the exported computation on one ``shape`` image, alternately, after
+    one warm-up each."""
+    import statistics
+    import time
+
+    import onnxruntime
+    session = onnxruntime.InferenceSession(
+        onnx_file, providers=['CPUExecutionProvider'])
+    image = torch.randn(1, 3, *shape)
+    mask = torch.zeros(1, *shape, dtype=torch.bool)
+    feeds = dict(image=image.numpy(), mask=mask.numpy())
+    wrapper = DETRExportWrapper(detector)
+    runs = dict(onnxruntime=lambda: session.run(list(OUTPUT_NAMES), feeds),
+                pytorch=lambda: wrapper(image, mask))
+    times = {name: [] for name in runs}
+    with torch.no_grad():
+        for step in range(repeats + 1):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                if step:  # the first is the warm-up
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run_onnx(onnx_file: str, image: np.ndarray,
@@ -136,7 +168,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='two image sizes to compare on (default: '
                         '--shape, and 0.76 of its height by 0.66 of its '
                         'width: 800 1216 608 800)')
+    parser.add_argument('--latency', type=int, default=0, metavar='N',
+                        help='time N runs of one --shape image in '
+                        'onnxruntime and PyTorch (medians)')
     args = parser.parse_args(argv)
+    if args.latency < 0:
+        parser.error('--latency takes a number of runs, 0 or more')
     if min(args.shape + (args.check_shapes or [1])) < 1:
         parser.error('--shape and --check-shapes take sizes of 1 pixel or '
                      'more')
@@ -188,6 +225,13 @@ def main(argv=None):
         print(f'  {case:>24}: boxes {diff["boxes"]:.2e} px, scores '
               f'{diff["scores"]:.2e}, label mismatches '
               f'{diff["label_mismatches"]}')
+    if args.latency:
+        medians = latency(detector, args.out, tuple(args.shape), args.latency)
+        report['latency_seconds'] = medians
+        print(f'latency, one {size} image, median of {args.latency} '
+              f'({torch.get_num_threads()} threads): onnxruntime '
+              f'{medians["onnxruntime"] * 1e3:.1f} ms, PyTorch eager '
+              f'{medians["pytorch"] * 1e3:.1f} ms')
     return report
 
 
