@@ -33,5 +33,6 @@ custom_hooks = [
     dict(
         type='PipelineSwitchHook',
         switch_epoch=max_epochs - 3,
-        switch_pipeline={{_base_.final_train_pipeline}})
+        switch_pipeline={{_base_.final_train_pipeline}}),
+    dict(type='BatchAugmentSwitchHook', switch_epoch=max_epochs - 3)
 ]

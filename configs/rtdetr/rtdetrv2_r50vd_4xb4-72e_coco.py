@@ -11,8 +11,8 @@
 # torchvision ones: mmdet's PhotoMetricDistortion (additive brightness),
 # Expand, MinIoURandomCrop and cv2 resizing; the batch's random size is
 # mmdet's BatchSyncRandomResize (480-800, bilinear; the official picks from a
-# list, nearest) and it stays on for the last epoch, where the official one
-# stops with the other augmentations.
+# list, nearest), stopped with the other augmentations by our
+# BatchAugmentSwitchHook.
 _base_ = [
     '../_base_/datasets/coco_detection.py', '../_base_/default_runtime.py'
 ]
@@ -181,6 +181,10 @@ custom_hooks = [
     dict(
         type='PipelineSwitchHook',
         switch_epoch=max_epochs - aug_stop_epochs,
-        switch_pipeline=final_train_pipeline)
+        switch_pipeline=final_train_pipeline),
+    # the random batch size stops with them
+    dict(
+        type='BatchAugmentSwitchHook',
+        switch_epoch=max_epochs - aug_stop_epochs)
 ]
 auto_scale_lr = dict(base_batch_size=16)
