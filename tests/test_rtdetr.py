@@ -379,3 +379,36 @@ def test_inference_runs_the_neck_bn_folded_and_repvgg_fused(models):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     ours.train()
     assert ours.folded_backbone._neck.module is None  # dropped on train()
+
+
+def test_a_dino_checkpoint_is_refused_by_name_and_other_classes_reset(
+        models, tmp_path):
+    """``load_from`` a DINO checkpoint into RT-DETR: the variant is named
+    (both hold denoising embeddings); an RT-DETR checkpoint of another class
+    count fits but for its class rows (C + 1 in the denoising embedding),
+    which are re-initialized with a zero padding row."""
+    from detr_plugin.checkpoint import CheckpointMisfitError, fit_to_model
+    from helpers.configs import tiny_variant_config
+    from mmdet_reference import build_plugin_model
+    _, ours = models
+    dino = build_plugin_model(tiny_variant_config('dino')).state_dict()
+    with pytest.raises(CheckpointMisfitError,
+                       match=r'holds a dino model \(its keys show it\), '
+                             'the config builds a rtdetr'):
+        fit_to_model(dino, ours, 'dino.pth')
+    other = build_ours(ours.state_dict())
+    state = {k: v.clone() for k, v in other.state_dict().items()}
+    for key in [k for k in state if k.startswith(
+            ('bbox_head.cls_branches.', 'dn_query_generator.'))]:
+        state[key] = torch.cat((state[key], state[key][:2]))  # 2 more rows
+    mismatches = fit_to_model(state, ours, 'other_classes.pth')
+    assert {k for k, _, _ in mismatches} == {
+        k for k in state if k.startswith(('bbox_head.cls_branches.',
+                                          'dn_query_generator.'))}
+    # what AdaptCheckpointHook puts in their place, a new model's initial
+    # values, has the zero padding row
+    init_default_scope('detr_plugin')
+    fresh = MODELS.build(our_config())
+    fresh.init_weights()
+    embedding = fresh.dn_query_generator.label_embedding.weight
+    assert not embedding[-1].any() and embedding[:-1].abs().sum() > 0

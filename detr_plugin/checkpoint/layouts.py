@@ -97,6 +97,7 @@ MMDET_RULES = MMDET_LAYOUTS['detr']
 # A key that only the variant's layout has (mmdet's and ours alike), the
 # most specific first.
 _VARIANT_KEYS = (
+    ('rtdetr', 'decoder.query_pos_head.layers.0.weight'),  # ours only
     ('dino', 'dn_query_generator.label_embedding.weight'),
     ('deformable_detr', 'level_embed'),
     ('dab_detr', 'encoder.query_scale.layers.0.weight'),
