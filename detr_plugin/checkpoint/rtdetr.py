@@ -216,10 +216,9 @@ def rtdetr_plugin_to_official(state_dict: Dict[str, Tensor]
                               ) -> Dict[str, Tensor]:
     """The inverse of :func:`rtdetr_official_to_plugin` (the official
     FrozenBatchNorm drops ``num_batches_tracked`` when it loads)."""
-    num_layers = len({k.split('.')[2] for k in state_dict
-                      if k.startswith('decoder.layers.')})
-    return rename_keys(state_dict, official_rules(num_layers), to_ours=False,
-                       require_match=True)
+    return rename_keys(state_dict,
+                       official_rules(num_decoder_layers(state_dict)),
+                       to_ours=False, require_match=True)
 
 
 def rtdetr_hf_to_plugin(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:

@@ -188,20 +188,18 @@ class DETR(DetectionTransformer):
         themselves).
         """
         feats = None
-        folded = self.folded_backbone
-        if folded is not None and not torch.jit.is_tracing() and \
-                not torch.compiler.is_compiling():
-            if not self.training and not torch.is_grad_enabled():
-                feats = folded(self.backbone, batch_inputs)
-            elif self.training:
-                feats = folded.train_forward(self.backbone, batch_inputs)
+        folded = self.folded_backbone if not torch.jit.is_tracing() and \
+            not torch.compiler.is_compiling() else None
+        inference = not self.training and not torch.is_grad_enabled()
+        if folded is not None and inference:
+            feats = folded(self.backbone, batch_inputs)
+        elif folded is not None and self.training:
+            feats = folded.train_forward(self.backbone, batch_inputs)
         if feats is None:
             feats = self.backbone(batch_inputs)
         if not self.with_neck:
             return tuple(feats)
-        if folded is not None and not self.training and \
-                not torch.is_grad_enabled() and not torch.jit.is_tracing() \
-                and not torch.compiler.is_compiling():
+        if folded is not None and inference:
             outs = folded.neck(self.neck, feats)  # RT-DETR's BN neck
             if outs is not None:
                 return outs

@@ -75,11 +75,14 @@ class RTDETRCdnQueryGenerator(CdnQueryGenerator):
                             dtype=torch.int32, device=device)
         boxes = torch.zeros(batch, max_gts, 4, device=device)
         real = torch.zeros(batch, max_gts, dtype=torch.bool, device=device)
-        for b, (gt, sample) in enumerate(zip(gts, batch_data_samples)):
-            height, width = sample.img_shape
+        # each image's (w, h, w, h), copied to the device at once
+        sizes = torch.tensor([[s.img_shape[1], s.img_shape[0]] * 2
+                              for s in batch_data_samples],
+                             dtype=torch.float32, device=device)
+        for b, gt in enumerate(gts):
             labels[b, :len(gt)] = gt.labels.int()
-            boxes[b, :len(gt)] = bbox_xyxy_to_cxcywh(
-                gt.bboxes.float()) / gt.bboxes.new_tensor([width, height] * 2)
+            boxes[b, :len(gt)] = bbox_xyxy_to_cxcywh(gt.bboxes.float()) / \
+                sizes[b]
             real[b, :len(gt)] = True
         labels, boxes, real = (labels.repeat(1, 2 * groups),
                                boxes.repeat(1, 2 * groups, 1),
