@@ -32,17 +32,20 @@ HF_CONFIGS = {
 }
 
 
-def hf_backbone(arch):
+def hf_backbone_config(arch):
     stem, in_, mid, out, blocks, layers, lab = HF_CONFIGS[arch]
-    config = transformers.HGNetV2Config(
+    return transformers.HGNetV2Config(
         stem_channels=stem, stage_in_channels=in_, stage_mid_channels=mid,
         stage_out_channels=out, hidden_sizes=out, stage_num_blocks=blocks,
         stage_numb_of_layers=[layers] * 4, use_learnable_affine_block=lab,
         stage_downsample=[False, True, True, True],
         stage_light_block=[False, False, True, True],
         stage_kernel_size=[3, 3, 5, 5], out_indices=[2, 3, 4])
+
+
+def hf_backbone(arch):
     torch.manual_seed(0)
-    return perturb(transformers.HGNetV2Backbone(config))
+    return perturb(transformers.HGNetV2Backbone(hf_backbone_config(arch)))
 
 
 def build(arch, **kwargs):

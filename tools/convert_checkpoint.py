@@ -25,6 +25,9 @@ beside it. Deformable DETR's needs ``model.neck.bias=True`` in its config.
 ``rtdetr``: an official rtdetrv2_pytorch checkpoint (its EMA weights if it
 has them, else ``model``; any size, R18vd to R101vd, told from the keys,
 which the output names in ``meta['config']``).
+``dfine`` / ``deim``: an official D-FINE or DEIM (D-FINE model) checkpoint,
+read as ``rtdetr``'s (S/M/L/X told from the keys; ``deim`` names the DEIM
+config: its MLPs use SiLU). ``DFineForObjectDetection`` is ``hf``'s.
 The output ``{'state_dict', 'meta'}`` loads strictly into the matching config
 of ``configs/`` (``load_from=...`` or ``tools/test.py CONFIG OUT``).
 """
@@ -38,14 +41,15 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # cli
 
 from detr_plugin.checkpoint import (  # noqa: E402
     MMDET_LAYOUTS, convert_checkpoint, convert_hf_checkpoint,
-    convert_rtdetr_checkpoint, num_classes_of)
+    convert_dfine_checkpoint, convert_rtdetr_checkpoint, num_classes_of)
 import cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--from', dest='source', required=True,
-                        choices=['official', 'mmdet', 'hf', 'rtdetr'],
+                        choices=['official', 'mmdet', 'hf', 'rtdetr', 'dfine',
+                                 'deim'],
                         help='layout of SRC')
     parser.add_argument('src', help='checkpoint to convert')
     parser.add_argument('dst', help='where to write the converted checkpoint')
@@ -73,6 +77,10 @@ def main(argv=None) -> None:
     elif args.source == 'rtdetr':
         converted = convert_rtdetr_checkpoint(args.src, args.dst,
                                               args.num_classes)
+    elif args.source in ('dfine', 'deim'):
+        converted = convert_dfine_checkpoint(args.src, args.dst,
+                                             args.source == 'deim',
+                                             args.num_classes)
     else:
         converted = convert_checkpoint(args.src, args.dst, args.source,
                                        args.num_classes, args.model)
@@ -82,8 +90,9 @@ def main(argv=None) -> None:
     print(f'{args.src} ({args.source}) -> {args.dst}: {len(state_dict)} '
           f'tensors, {num_params / 1e6:.2f} M values, '
           f'{num_classes_of(state_dict)} classes')
-    if 'config' in converted['meta']:  # RT-DETR's: the size found
-        print(f'its model: configs/rtdetr/{converted["meta"]["config"]}')
+    if 'config' in converted['meta']:  # the size found
+        family = dict(dfine='dfine', deim='deim').get(args.source, 'rtdetr')
+        print(f'its model: configs/{family}/{converted["meta"]["config"]}')
     if 'neck.convs.0.conv.bias' in state_dict:  # transformers' Deformable
         print('its neck convolutions have biases: load it with '
               'model.neck.bias=True in the config')

@@ -15,6 +15,8 @@ from .layouts import (COCO_CATEGORY_IDS, COCO_PANOPTIC_IDS, MMDET_LAYOUTS,
                       coco_class_names, convert_checkpoint, mmdet_to_plugin,
                       model_variant, num_classes_of, official_to_plugin,
                       plugin_to_mmdet, plugin_to_official)
+from .dfine import (convert_dfine_checkpoint, dfine_config,
+                    dfine_hf_to_plugin, dfine_official_to_plugin)
 from .hf import convert_hf_checkpoint, hf_to_plugin, hf_variant
 from .rtdetr import (convert_rtdetr_checkpoint, rtdetr_config,
                      rtdetr_hf_to_plugin, rtdetr_official_to_plugin)
@@ -32,5 +34,6 @@ __all__ = [
     'official_to_plugin', 'plugin_to_mmdet', 'plugin_to_official',
     'convert_hf_checkpoint', 'hf_to_plugin', 'hf_variant',
     'convert_rtdetr_checkpoint', 'rtdetr_config', 'rtdetr_hf_to_plugin',
-    'rtdetr_official_to_plugin'
+    'rtdetr_official_to_plugin', 'convert_dfine_checkpoint', 'dfine_config',
+    'dfine_hf_to_plugin', 'dfine_official_to_plugin'
 ]

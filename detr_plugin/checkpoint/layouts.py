@@ -97,6 +97,7 @@ MMDET_RULES = MMDET_LAYOUTS['detr']
 # A key that only the variant's layout has (mmdet's and ours alike), the
 # most specific first.
 _VARIANT_KEYS = (
+    ('dfine', 'bbox_head.lqe_layers.0.reg_conf.layers.0.weight'),  # ours
     ('rtdetr', 'decoder.query_pos_head.layers.0.weight'),  # ours only
     ('dino', 'dn_query_generator.label_embedding.weight'),
     ('deformable_detr', 'level_embed'),

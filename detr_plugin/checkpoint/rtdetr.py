@@ -144,12 +144,17 @@ def _decoder(root: str, input_proj: str, proj_parts: Sequence[str],
         layers + tuple((root + heads[name], ours[name]) for name in ours)
 
 
-def _official_decoder(num_layers: int) -> PrefixRules:
+_OFFICIAL_DECODER_LAYER = _OFFICIAL_LAYER + (
+    ('cross_attn.', 'attentions.1.'), ('norm3.', 'norms.2.'))
+
+
+def _official_decoder(num_layers: int,
+                      layer: PrefixRules = _OFFICIAL_DECODER_LAYER
+                      ) -> PrefixRules:
+    """The official decoder's rules; ``layer``: those inside a layer."""
     return _decoder(
         'decoder.', 'decoder.input_proj.{i}.', ('conv', 'norm'),
-        _in_layers('decoder', _OFFICIAL_LAYER + (
-            ('cross_attn.', 'attentions.1.'), ('norm3.', 'norms.2.')),
-            their_root='decoder.'),
+        _in_layers('decoder', layer, their_root='decoder.'),
         dict(query_pos='query_pos_head.', dn_embed='denoising_class_embed.',
              proj='enc_output.proj.', norm='enc_output.norm.',
              enc_cls='enc_score_head.', enc_reg='enc_bbox_head.',
@@ -157,10 +162,11 @@ def _official_decoder(num_layers: int) -> PrefixRules:
         num_layers)
 
 
-def _hf_decoder(num_layers: int) -> PrefixRules:
+def _hf_decoder(num_layers: int,
+                layers: PrefixRules = _DEFORMABLE_DECODER) -> PrefixRules:
+    """transformers' decoder's rules; ``layers``: those of its layers."""
     return _decoder(
-        'model.', 'model.decoder_input_proj.{i}.', ('0', '1'),
-        _DEFORMABLE_DECODER,
+        'model.', 'model.decoder_input_proj.{i}.', ('0', '1'), layers,
         dict(query_pos='decoder.query_pos_head.',
              dn_embed='denoising_class_embed.', proj='enc_output.0.',
              norm='enc_output.1.', enc_cls='enc_score_head.',
@@ -264,30 +270,43 @@ def rtdetr_config(state_dict: Dict[str, Tensor]) -> str:
             101: 'rtdetrv2_r101vd_4xb4-72e_coco.py'}[depth]
 
 
-def convert_rtdetr_checkpoint(src: str, dst: str,
-                              num_classes: Optional[int] = None) -> dict:
-    """Convert an official rtdetrv2_pytorch checkpoint file ``src`` (its EMA
-    weights ``['ema']['module']`` when it has them, else ``['model']``; read
-    without unpickling code) to ``dst``; ``num_classes`` is checked when
-    given. Its COCO classes are contiguous in category-id order, as
-    mmdet's."""
-    checkpoint = safe_load(src, 'an official RT-DETR checkpoint', ())
+def convert_official_checkpoint(src: str, dst: str, source: str,
+                                to_plugin: Callable, config: Callable,
+                                num_classes: Optional[int] = None) -> dict:
+    """Convert an official checkpoint file ``src`` of the RT-DETR family
+    (its EMA weights ``['ema']['module']`` when it has them, else
+    ``['model']``; read without unpickling code) to ``dst`` with
+    ``to_plugin``; ``num_classes`` is checked when given; ``config(state
+    dict)`` names the config its size fits (None: none). Its COCO classes
+    are contiguous in category-id order, as mmdet's."""
+    checkpoint = safe_load(src, f'an official {source} checkpoint', ())
     ema = checkpoint.get('ema') if isinstance(checkpoint, dict) else None
     weights = ema.get('module') if isinstance(ema, dict) else \
         (checkpoint or {}).get('model')
     if not isinstance(weights, dict):
         raise KeyError(f'{src} has neither ["ema"]["module"] nor ["model"]: '
-                       f'not an rtdetrv2_pytorch checkpoint')
-    state_dict = rtdetr_official_to_plugin(weights)
+                       f'not an official {source} checkpoint')
+    state_dict = to_plugin(weights)
     found = num_classes_of(state_dict, 'rtdetr')
     if num_classes is not None and found != num_classes:
         raise ValueError(f'{src}: its classifier has {found} classes, not '
                          f'{num_classes}')
-    meta = dict(converted_from='rtdetr', source_file=osp.basename(src),
-                weights='ema' if ema else 'model', num_classes=found,
-                config=rtdetr_config(state_dict))
+    meta = dict(converted_from=source, source_file=osp.basename(src),
+                weights='ema' if ema else 'model', num_classes=found)
+    name = config(state_dict)
+    if name:
+        meta['config'] = name
     if found == 80:
         meta['dataset_meta'] = dict(classes=coco_class_names(80))
     converted = dict(state_dict=state_dict, meta=meta)
     torch.save(converted, dst)
     return converted
+
+
+def convert_rtdetr_checkpoint(src: str, dst: str,
+                              num_classes: Optional[int] = None) -> dict:
+    """An official rtdetrv2_pytorch checkpoint file ``src`` -> ``dst``
+    (:func:`convert_official_checkpoint`)."""
+    return convert_official_checkpoint(src, dst, 'rtdetr',
+                                       rtdetr_official_to_plugin,
+                                       rtdetr_config, num_classes)

@@ -13,6 +13,10 @@ from .deformable_detr import (DeformableDETR,  # noqa: F401
 from .detr import DETR  # noqa: F401
 from .detr_head import DETRHead  # noqa: F401
 from .detr_panoptic import DETRPanoptic  # noqa: F401
+from .dfine import (DFINE, DFINEDecoderLayer,  # noqa: F401
+                    DFINEDeformableAttention, DFINEHead,
+                    DFINETransformerDecoder, MatchabilityAwareLoss)
+from .dfine_encoder import DFINEHybridEncoder  # noqa: F401
 from .dino import DINO, DINOHead, DinoTransformerDecoder  # noqa: F401
 from .hgnetv2 import HGNetV2  # noqa: F401
 from .hungarian_assigner import HungarianAssigner, QueryMatches  # noqa: F401

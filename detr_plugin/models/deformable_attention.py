@@ -264,6 +264,19 @@ class DeformableAttention(MultiScaleDeformableAttention):
         else:  # offsets in units of the box's half-size / K
             locations = points[..., :2] + offsets / self.num_points * \
                 points[..., 2:] * 0.5
+        return self.sample_locations(value, locations, weights,
+                                     spatial_shapes, level_start_index,
+                                     level_shapes)
+
+    def sample_locations(self, value: Tensor, locations: Tensor,
+                         weights: Tensor, spatial_shapes: Tensor,
+                         level_start_index: Tensor,
+                         level_shapes: LevelShapes) -> Tensor:
+        """``sum A V_l(p)``, ``(B, Lq, D)``, of the ``(B, S, H, D/H)``
+        values at ``locations`` ``(B, Lq, H, L, K, 2)`` normalized, weighted
+        by ``weights`` ``(B, Lq, H, L, K)``, on the path for the device
+        (mmcv's CUDA kernel, its PyTorch function under tracing, or this
+        module's CPU samplers)."""
         if self.sampling == 'discrete':
             return sample_levels_discrete(value, level_shapes, locations,
                                           weights)

@@ -75,20 +75,22 @@ def stack_references(references: Optional[Sequence[Tensor]]
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (DETR's box MLP)."""
+    """``num_layers`` linear layers with ReLU between them (DETR's box MLP;
+    ``act='silu'``: SiLU, as DEIM's)."""
 
     def __init__(self, in_dims: int, hidden_dims: int, out_dims: int,
-                 num_layers: int) -> None:
+                 num_layers: int, act: str = 'relu') -> None:
         super().__init__()
         dims = [in_dims] + [hidden_dims] * (num_layers - 1) + [out_dims]
         self.layers = nn.ModuleList(
             nn.Linear(d_in, d_out) for d_in, d_out in zip(dims, dims[1:]))
+        self.act = dict(relu=F.relu, silu=F.silu)[act]
 
     def forward(self, x: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = F.relu(x)
+                x = self.act(x)
         return x
 
 

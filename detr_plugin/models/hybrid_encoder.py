@@ -186,20 +186,34 @@ class HybridEncoder(BaseModule):
             for _ in self.use_encoder_idx) if num_encoder_layers else \
             ModuleList()
 
-        def conv(size: int, stride: int = 1) -> ConvModule:
-            return ConvModule(hidden_dim, hidden_dim, size, stride,
-                              size // 2, norm_cfg=norm_cfg, act_cfg=act)
-
-        def csp() -> CSPRepLayer:
-            return CSPRepLayer(2 * hidden_dim, hidden_dim,
-                               round(3 * depth_mult), expansion, norm_cfg,
-                               act)
-
+        self.norm_cfg, self.act = norm_cfg, act
+        self.expansion, self.depth_mult = expansion, depth_mult
         fusions = range(len(in_channels) - 1)
-        self.lateral_convs = ModuleList(conv(1) for _ in fusions)
-        self.fpn_blocks = ModuleList(csp() for _ in fusions)
-        self.downsample_convs = ModuleList(conv(3, 2) for _ in fusions)
-        self.pan_blocks = ModuleList(csp() for _ in fusions)
+        self.lateral_convs = ModuleList(self.lateral_conv() for _ in fusions)
+        self.fpn_blocks = ModuleList(self.fusion_block() for _ in fusions)
+        self.downsample_convs = ModuleList(
+            self.downsample_conv() for _ in fusions)
+        self.pan_blocks = ModuleList(self.fusion_block() for _ in fusions)
+
+    # the CCFM's parts (D-FINE's encoder replaces them)
+    def lateral_conv(self) -> nn.Module:
+        """``(B, D, h, w)`` -> same: the top-down path's 1x1 conv + BN +
+        activation."""
+        return ConvModule(self.hidden_dim, self.hidden_dim, 1,
+                          norm_cfg=self.norm_cfg, act_cfg=self.act)
+
+    def downsample_conv(self) -> nn.Module:
+        """``(B, D, h, w)`` -> ``(B, D, h / 2, w / 2)``: 3x3 conv, stride
+        2, BN, activation."""
+        return ConvModule(self.hidden_dim, self.hidden_dim, 3, 2, 1,
+                          norm_cfg=self.norm_cfg, act_cfg=self.act)
+
+    def fusion_block(self) -> nn.Module:
+        """``(B, 2D, h, w)`` -> ``(B, D, h, w)``: a :class:`CSPRepLayer`
+        of ``round(3 * depth_mult)`` blocks."""
+        return CSPRepLayer(2 * self.hidden_dim, self.hidden_dim,
+                           round(3 * self.depth_mult), self.expansion,
+                           self.norm_cfg, self.act)
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Fuse the backbone maps.

@@ -57,6 +57,9 @@ class RTDETRCdnQueryGenerator(CdnQueryGenerator):
     """
 
     reference_eps = 1e-5
+    # D-FINE makes a noised box's width and height positive (RT-DETR does
+    # not: a box whose corners crossed keeps a negative size)
+    absolute_sizes = False
 
     def __init__(self, num_classes: int, embed_dims: int, *args,
                  **kwargs) -> None:
@@ -103,6 +106,8 @@ class RTDETRCdnQueryGenerator(CdnQueryGenerator):
             size = torch.rand_like(boxes) + negative
             boxes = bbox_xyxy_to_cxcywh((bbox_cxcywh_to_xyxy(boxes) + sign *
                                          size * half_size).clamp(0., 1.))
+            if self.absolute_sizes:
+                boxes = boxes.abs()
         num_dn = labels.size(1)
         return self.label_embedding(labels), \
             inverse_sigmoid(boxes, eps=self.reference_eps), \
@@ -191,8 +196,8 @@ class RTDETR(DINO):
         for module in self.decoder.modules():
             if isinstance(module, DeformableAttention):
                 module.init_weights()
-        for linear in [self.memory_trans_fc] + [c.conv for c in
-                                                self.input_proj]:
+        for linear in [self.memory_trans_fc] + [
+                c.conv for c in self.input_proj if hasattr(c, 'conv')]:
             nn.init.xavier_uniform_(linear.weight)
 
     def pre_transformer(self, img_feats: Tuple[Tensor, ...],
