@@ -48,7 +48,7 @@ def test_config_builds_and_runs(name):
     # (which the panoptic models' loss reads); 4x the size for two-stage
     # models, whose feature positions are the proposals
     scale = 4 if cfg.model.get('as_two_stage') or \
-        cfg.model.type in ('DINO', 'RTDETR') else 1
+        cfg.model.type in ('DINO', 'RTDETR', 'DFINE') else 1
     inputs, samples = make_batch([(64 * scale, 64 * scale),
                                   (48 * scale, 56 * scale)], [3, 0],
                                  num_classes=num_classes, with_masks=True)

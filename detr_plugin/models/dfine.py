@@ -472,9 +472,9 @@ class DFINEHead(RTDETRHead):
              enc_outputs_class: Tensor, enc_outputs_coord: Tensor,
              dn_meta: Optional[Dict[str, int]] = None) -> Dict[str, Tensor]:
         """The losses of the matching queries (``loss_*``: the last layer,
-        ``d{i}.loss_*``, ``pre.loss_*``, ``enc_loss_*``) and of the
+        ``d{i}.loss_*``, ``pre_loss_*``, ``enc_loss_*``) and of the
         denoising ones (``dn_loss_*``, ``d{i}.dn_loss_*``,
-        ``pre.dn_loss_*``); ``*`` is ``cls``, ``bbox``, ``iou``, ``fgl``,
+        ``pre_dn_loss_*``); ``*`` is ``cls``, ``bbox``, ``iou``, ``fgl``,
         ``ddf`` (no FGL/DDF for pre and enc, no DDF for the last layer).
         Inputs as :meth:`DFINETransformerDecoder.forward`'s outputs (``Q =
         num_dn + num_queries``), the proposals ``(B, num_queries, ·)``."""
@@ -502,7 +502,15 @@ class DFINEHead(RTDETRHead):
             corners[:, :, match], initial_boxes[:, match], logits[:, :,
                                                                   match],
             names=[f'd{i}.' for i in range(num_layers - 1)] +
-            ['', 'pre.', 'enc_'], kind='loss', scales=scales)
+            ['', 'pre_', 'enc_'], kind='loss', scales=scales)
+        last = own.layer_idx == num_layers - 1
+        losses.update(self._logged_errors(logits[-1, :, match], targets,
+                                          QueryMatches(
+                                              own.layer_idx[last],
+                                              own.batch_idx[last],
+                                              own.query_idx[last],
+                                              own.gt_idx[last],
+                                              own.num_per_layer)))
         if dn_meta:
             dn = slice(None, num_dn)
             groups = dn_meta['num_denoising_groups']
@@ -515,7 +523,7 @@ class DFINEHead(RTDETRHead):
                 num_gts * groups, dn_matches, corners[:, :, dn],
                 initial_boxes[:, dn], logits[:, :, dn],
                 names=[f'd{i}.' for i in range(num_layers - 1)] +
-                ['', 'pre.'], kind='dn_loss', scales=scales,
+                ['', 'pre_'], kind='dn_loss', scales=scales,
                 ddf_balance=balance)[0])
         return losses
 
