@@ -95,5 +95,8 @@ def test_every_deim_config_schedules_its_mixing_and_augmentations():
             ['DenseMosaic', 'MixUp']
         assert cfg.model.type == 'DFINE'
         assert cfg.model.bbox_head.loss_cls.type == 'MatchabilityAwareLoss'
+        # a sigmoid classifier of 80 rows (no no-object class): the head
+        # reads use_sigmoid from the config
+        assert cfg.model.bbox_head.loss_cls.use_sigmoid
         assert cfg.model.bbox_head.mlp_act == cfg.model.decoder.mlp_act == \
             'silu'

@@ -142,7 +142,15 @@ def official_name(ours: str, cls: str) -> str:
         f'{name}_pre' if pre else f'{name}_aux_{layer}' if layer else name
 
 
-def compare(off, deim: bool, row) -> None:
+def compare(off, deim: bool) -> list:
+    """Rows: quantity, max abs diff, max rel diff, over its limit."""
+    rows = []
+
+    def row(name, mine, theirs, by='abs', floor=1e-12, tol=TOL):
+        diff = (mine.detach().double() - theirs.detach().double()).abs()
+        diff = diff.max().item()
+        rel = diff / max(theirs.detach().abs().max().item(), floor)
+        rows.append((name, diff, rel, (rel if by == 'rel' else diff) > tol))
     official = official_model(off, deim)
     ours = our_model(official, deim)
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.manual_seed(3))
@@ -218,11 +226,11 @@ def compare(off, deim: bool, row) -> None:
         groups.setdefault(re.sub(
             r'^((decoder\.layers|bbox_head\.\w+|backbone\.stages)\.\d+|'
             r'bbox_head\.\w+|neck\.\w+|backbone\.\w+|[^.]+)\..*', r'\1',
-            name), []).append(row.rows.pop())
+            name), []).append(rows.pop())
     for group, diffs in groups.items():
-        row.rows.append((f'grad {group}.* ({len(diffs)} tensors)',
-                         *map(max, zip(*[d[1:3] for d in diffs])),
-                         any(d[3] for d in diffs)))
+        rows.append((f'grad {group}.* ({len(diffs)} tensors)',
+                     *map(max, zip(*[d[1:3] for d in diffs])),
+                     any(d[3] for d in diffs)))
     official = official_model(off, deim)  # BN statistics moved
     ours = our_model(official, deim)
     official.eval(), ours.eval()
@@ -236,6 +244,7 @@ def compare(off, deim: bool, row) -> None:
         theirs = torch.stack([d[key.replace('bb', 'b')] for d in detections])
         row(f'eval detections {key}', torch.stack([r[key] for r in results]),
             theirs.clamp(0, SIZE) if key == 'bboxes' else theirs)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -246,26 +255,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     failed = total = 0
-    for tree, root in (('dfine', args.official_root),
-                       ('deim', args.deim_root)):
-        if root is None:
-            continue
-
-        def row(name, mine, theirs, by='abs', floor=1e-12, tol=TOL):
-            diff = (mine.detach().double() - theirs.detach().double()).abs()
-            diff = diff.max().item()
-            rel = diff / max(theirs.detach().abs().max().item(), floor)
-            row.rows.append((name, diff, rel,
-                             (rel if by == 'rel' else diff) > tol))
-        row.rows = []
-        compare(import_official(root, tree), tree == 'deim', row)
-        print(f'{"quantity (" + tree.upper() + ")":<52} {"max abs diff":>12}'
-              f' {"max rel diff":>12}')
-        for name, abs_diff, rel_diff, over in row.rows:
+    for tree, root in [('dfine', args.official_root)] + [
+            ('deim', args.deim_root)] * bool(args.deim_root):
+        rows = compare(import_official(root, tree), tree == 'deim')
+        print(f'{f"quantity ({tree})":<52} {"max abs diff":>12} '
+              f'{"max rel diff":>12}')
+        for name, abs_diff, rel_diff, over in rows:
             print(f'{name:<52} {abs_diff:12.3e} {rel_diff:12.3e}'
                   f'{"  FAIL" * over}')
-        failed += sum(r[3] for r in row.rows)
-        total += len(row.rows)
+        failed, total = failed + sum(r[3] for r in rows), total + len(rows)
         print()
     print(f'{failed} of {total} rows over their limits (outputs: abs '
           f'{TOL:g}; losses, gradients: rel {TOL:g}; backbone gradients: '

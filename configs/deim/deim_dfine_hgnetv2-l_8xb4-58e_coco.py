@@ -26,6 +26,7 @@ model = dict(
         loss_cls=dict(
             _delete_=True,
             type='MatchabilityAwareLoss',
+            use_sigmoid=True,
             gamma=1.5,
             loss_weight=1.0)))
 
