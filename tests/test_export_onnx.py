@@ -77,7 +77,7 @@ def test_export_runs_in_onnxruntime_like_pytorch(tmp_path):
 
 @pytest.mark.parametrize('config', ['demo/conditional-detr_r18_shapes.py',
                                     'demo/dino_r18_shapes.py',
-                                    'demo/dfine_hgnetv2-b0_shapes.py'])
+                                    'demo/dfine_r18vd_shapes.py'])
 def test_successors_export_and_say_what_size_they_take(tmp_path, config,
                                                        capsys):
     """Conditional DETR exports with a dynamic size; DINO and D-FINE

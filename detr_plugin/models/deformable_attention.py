@@ -229,9 +229,8 @@ class DeformableAttention(MultiScaleDeformableAttention):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.)
         value = value.view(batch, value.size(1), self.num_heads, -1)
-        heads_levels_points = (batch, num_queries, self.num_heads,
-                               self.num_levels, self.num_points)
-        offsets = self.sampling_offsets(query).view(*heads_levels_points, 2)
+        offsets = self.sampling_offsets(query).view(
+            batch, num_queries, self.num_heads, -1, 2)
         weight_logits = self.attention_weights(query).view(
             batch, num_queries, self.num_heads, -1)
         out = self.sample(value, offsets, weight_logits, reference_points,
@@ -251,11 +250,12 @@ class DeformableAttention(MultiScaleDeformableAttention):
 
         Args:
             value: ``(B, S, H, D/H)``.
-            offsets: ``(B, Lq, H, L, K, 2)`` predicted sampling offsets.
+            offsets: ``(B, Lq, H, L*K, 2)`` predicted sampling offsets.
             weight_logits: ``(B, Lq, H, L*K)`` before their softmax.
             reference_points, spatial_shapes, level_start_index,
                 level_shapes: as :meth:`forward`'s.
         """
+        offsets = offsets.unflatten(3, (self.num_levels, self.num_points))
         weights = weight_logits.softmax(-1).view(offsets.shape[:-1])
         points = reference_points[:, :, None, :, None]  # (B, Lq, 1, L, 1, R)
         if reference_points.size(-1) == 2:  # offsets in pixels of the level

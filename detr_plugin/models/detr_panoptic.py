@@ -174,7 +174,7 @@ class DETRPanoptic(DETR):
         losses = self.bbox_head.loss_dict(cls_logits, box_preds, targets,
                                           matches)
         losses.update(self.mask_loss(
-            img_feats, head_inputs, matches.last_layer(),
+            img_feats, head_inputs, matches.layer(-1),
             [s.gt_instances for s in batch_data_samples],
             batch_data_samples[0].batch_input_shape))
         return losses

@@ -76,7 +76,8 @@ class DFINEDeformableAttention(DeformableAttention):
         self.points_per_level, self.offset_scale = points, offset_scale
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * total * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * total)
-        del self.value_proj, self.output_proj
+        # the memory is the value, the samples' sum the output
+        self.value_proj = self.output_proj = nn.Identity()
         if sampling == 'discrete':
             self.sampling_offsets.requires_grad_(False)
         self.register_buffer('num_points_scale', torch.tensor(
@@ -104,39 +105,15 @@ class DFINEDeformableAttention(DeformableAttention):
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
 
-    def forward(self, query: Tensor, key: Optional[Tensor] = None,
-                value: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None,
-                reference_points: Optional[Tensor] = None,
-                spatial_shapes: Optional[Tensor] = None,
-                level_start_index: Optional[Tensor] = None,
-                level_shapes: Optional[LevelShapes] = None,
-                **kwargs) -> Tensor:
-        """``(B, Lq, D)`` queries, ``(B, S, D)`` memory as ``value``,
-        ``reference_points`` ``(B, Lq, 1, 4)`` cxcywh (one box for every
-        level) -> ``(B, Lq, D)``; the rest as the parent's."""
-        if query_pos is not None:
-            query = query + query_pos
-        batch, num_queries, _ = query.shape
-        if key_padding_mask is not None:
-            value = value.masked_fill(key_padding_mask[..., None], 0.)
-        value = value.view(batch, value.size(1), self.num_heads, -1)
-        offsets = self.sampling_offsets(query).view(
-            batch, num_queries, self.num_heads, -1, 2)
-        weights = self.attention_weights(query).view(
-            batch, num_queries, self.num_heads, -1)
-        return self.dropout(self.sample_points(
-            value, offsets, weights, reference_points, spatial_shapes,
-            level_start_index, level_shapes or spatial_shapes.tolist()))
-
     @float32_box_math
-    def sample_points(self, value: Tensor, offsets: Tensor,
-                      weight_logits: Tensor, reference_points: Tensor,
-                      spatial_shapes: Tensor, level_start_index: Tensor,
-                      level_shapes: LevelShapes) -> Tensor:
-        """Offsets ``(B, Lq, H, P, 2)`` and logits ``(B, Lq, H, P)`` ->
-        the weighted samples ``(B, Lq, D)`` (float32 under autocast)."""
+    def sample(self, value: Tensor, offsets: Tensor, weight_logits: Tensor,
+               reference_points: Tensor, spatial_shapes: Tensor,
+               level_start_index: Tensor, level_shapes: LevelShapes
+               ) -> Tensor:
+        """Offsets ``(B, Lq, H, P, 2)`` and logits ``(B, Lq, H, P)`` around
+        ``reference_points`` ``(B, Lq, 1, 4)`` cxcywh (one box for every
+        level) -> the weighted samples ``(B, Lq, D)`` (float32 under
+        autocast); the rest as the parent's."""
         boxes = reference_points[:, :, :1, None]  # (B, Lq, 1, 1, 4)
         locations = boxes[..., :2] + offsets * self.num_points_scale[
             :, None] * boxes[..., 2:] * self.offset_scale
@@ -503,14 +480,8 @@ class DFINEHead(RTDETRHead):
                                                                   match],
             names=[f'd{i}.' for i in range(num_layers - 1)] +
             ['', 'pre_', 'enc_'], kind='loss', scales=scales)
-        last = own.layer_idx == num_layers - 1
         losses.update(self._logged_errors(logits[-1, :, match], targets,
-                                          QueryMatches(
-                                              own.layer_idx[last],
-                                              own.batch_idx[last],
-                                              own.query_idx[last],
-                                              own.gt_idx[last],
-                                              own.num_per_layer)))
+                                          own.layer(num_layers - 1)))
         if dn_meta:
             dn = slice(None, num_dn)
             groups = dn_meta['num_denoising_groups']

@@ -61,11 +61,13 @@ class QueryMatches:
     gt_idx: Tensor
     num_per_layer: int
 
-    def last_layer(self) -> 'QueryMatches':
-        """The pairs of the last layer (sorted by layer: the last ones)."""
-        last = slice(len(self.layer_idx) - self.num_per_layer, None)
-        return QueryMatches(self.layer_idx[last], self.batch_idx[last],
-                            self.query_idx[last], self.gt_idx[last],
+    def layer(self, index: int = -1) -> 'QueryMatches':
+        """The pairs of layer ``index`` (sorted by layer: a slice)."""
+        index %= max(len(self.layer_idx) // max(self.num_per_layer, 1), 1)
+        rows = slice(index * self.num_per_layer,
+                     (index + 1) * self.num_per_layer)
+        return QueryMatches(self.layer_idx[rows], self.batch_idx[rows],
+                            self.query_idx[rows], self.gt_idx[rows],
                             self.num_per_layer)
 
 
