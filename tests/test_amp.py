@@ -340,14 +340,16 @@ def test_loss_scale_below_its_floor_stops_the_run():
         hook.after_train_iter(runner, 4, outputs=dict(loss=float('nan')))
 
 
-def test_rtdetr_steps_under_fp16_and_bf16_autocast_are_finite():
-    """RT-DETRv2 inherits the float32 box math (proposals, refinement,
-    varifocal loss): under either autocast every loss and gradient of a
+@pytest.mark.parametrize('demo', ['rtdetrv2_r18vd', 'dfine_r18vd'])
+def test_rtdetr_steps_under_fp16_and_bf16_autocast_are_finite(demo):
+    """RT-DETRv2 and D-FINE inherit the float32 box math (proposals,
+    refinement, varifocal loss; D-FINE's distributions, their expectation,
+    LQE and FGL/DDF): under either autocast every loss and gradient of a
     training step is finite, and at the same proposals and matches the
     loss terms stay within 1 % of float32's."""
     from benchmark import autocast_loss_gaps
     from helpers.configs import CONFIG_DIR
-    cfg = Config.fromfile(f'{CONFIG_DIR}/demo/rtdetrv2_r18vd_shapes.py')
+    cfg = Config.fromfile(f'{CONFIG_DIR}/demo/{demo}_shapes.py')
     torch.manual_seed(0)
     model = build_plugin_model(cfg).train()
     inputs, samples = make_batch([(64, 64), (64, 64)], [3, 1], num_classes=3)

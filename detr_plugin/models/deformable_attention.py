@@ -255,7 +255,8 @@ class DeformableAttention(MultiScaleDeformableAttention):
             reference_points, spatial_shapes, level_start_index,
                 level_shapes: as :meth:`forward`'s.
         """
-        offsets = offsets.unflatten(3, (self.num_levels, self.num_points))
+        offsets = offsets.view(*offsets.shape[:3], self.num_levels,
+                               self.num_points, 2)  # (traces batch-free)
         weights = weight_logits.softmax(-1).view(offsets.shape[:-1])
         points = reference_points[:, :, None, :, None]  # (B, Lq, 1, L, 1, R)
         if reference_points.size(-1) == 2:  # offsets in pixels of the level

@@ -284,18 +284,15 @@ class DFINE(RTDETR):
             nn.init.xavier_uniform_(linear.weight)
 
     def forward_decoder(self, query: Tensor, query_pos: Optional[Tensor],
-                        memory: Tensor, memory_mask: Optional[Tensor],
-                        reference_points: Tensor, spatial_shapes: Tensor,
-                        level_start_index: Tensor, valid_ratios: Tensor,
+                        memory: Tensor, reference_points: Tensor,
                         **kwargs) -> Dict[str, Tensor]:
-        """:meth:`DFINETransformerDecoder.forward`'s outputs, for the
-        head."""
+        """:meth:`DFINETransformerDecoder.forward`'s outputs, for the head
+        (``kwargs``: the levels and masks, for the layers)."""
         head = self.bbox_head
         return self.decoder(
             query, memory, reference_points,
             corner_branches=head.reg_branches, pre_branch=head.pre_bbox_head,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index, **kwargs)
+            **kwargs)
 
 
 class LocalizationQuality(nn.Module):
@@ -367,13 +364,12 @@ def union_of_matches(matches: QueryMatches) -> QueryMatches:
 
 def repeat_matches(matches: QueryMatches, num_layers: int) -> QueryMatches:
     """One output's matches as the same matches of ``num_layers``."""
-    count = matches.num_per_layer
+    count, device = matches.num_per_layer, matches.batch_idx.device
     return QueryMatches(
-        torch.arange(num_layers, device=matches.batch_idx.device
-                     ).repeat_interleave(count),
-        matches.batch_idx.repeat(num_layers),
-        matches.query_idx.repeat(num_layers),
-        matches.gt_idx.repeat(num_layers), count)
+        torch.arange(num_layers, device=device).repeat_interleave(count),
+        *(t.repeat(num_layers) for t in (matches.batch_idx,
+                                         matches.query_idx, matches.gt_idx)),
+        count)
 
 
 @MODELS.register_module()
@@ -446,7 +442,8 @@ class DFINEHead(RTDETRHead):
     def loss(self, hidden_states: Tensor, corners: Tensor, boxes: Tensor,
              initial_boxes: Tensor, pre_boxes: Tensor, up: Tensor,
              reg_scale: Tensor, batch_data_samples,
-             enc_outputs_class: Tensor, enc_outputs_coord: Tensor,
+             enc_outputs_class: Optional[Tensor] = None,
+             enc_outputs_coord: Optional[Tensor] = None,
              dn_meta: Optional[Dict[str, int]] = None) -> Dict[str, Tensor]:
         """The losses of the matching queries (``loss_*``: the last layer,
         ``d{i}.loss_*``, ``pre_loss_*``, ``enc_loss_*``) and of the
@@ -454,7 +451,8 @@ class DFINEHead(RTDETRHead):
         ``pre_dn_loss_*``); ``*`` is ``cls``, ``bbox``, ``iou``, ``fgl``,
         ``ddf`` (no FGL/DDF for pre and enc, no DDF for the last layer).
         Inputs as :meth:`DFINETransformerDecoder.forward`'s outputs (``Q =
-        num_dn + num_queries``), the proposals ``(B, num_queries, ·)``."""
+        num_dn + num_queries``), the proposals ``(B, num_queries, ·)``
+        (none in eval mode)."""
         num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
         targets = BatchedTargets.from_samples(batch_data_samples,
                                               hidden_states.device)
@@ -465,11 +463,12 @@ class DFINEHead(RTDETRHead):
             sum(targets.num_gts), hidden_states.device))
         match = slice(num_dn, None)
         # outputs: the layers, the pre boxes, the proposals
-        out_logits = torch.cat((logits[:, :, match],
-                                pre_logits[None, :, match],
-                                enc_outputs_class[None]))
-        out_boxes = torch.cat((boxes[:, :, match], pre_boxes[None, :, match],
-                               enc_outputs_coord[None]))
+        enc = [] if enc_outputs_class is None else [None]
+        out_logits = torch.cat([logits[:, :, match],
+                                pre_logits[None, :, match]] +
+                               [enc_outputs_class[None] for _ in enc])
+        out_boxes = torch.cat([boxes[:, :, match], pre_boxes[None, :, match]]
+                              + [enc_outputs_coord[None] for _ in enc])
         own = self.assigner.assign(out_logits.detach(), out_boxes.detach(),
                                    targets)
         union = union_of_matches(own)
@@ -479,7 +478,8 @@ class DFINEHead(RTDETRHead):
             corners[:, :, match], initial_boxes[:, match], logits[:, :,
                                                                   match],
             names=[f'd{i}.' for i in range(num_layers - 1)] +
-            ['', 'pre_', 'enc_'], kind='loss', scales=scales)
+            ['', 'pre_'] + ['enc_' for _ in enc], kind='loss',
+            scales=scales)
         losses.update(self._logged_errors(logits[-1, :, match], targets,
                                           own.layer(num_layers - 1)))
         if dn_meta:

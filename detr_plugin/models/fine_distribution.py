@@ -40,10 +40,12 @@ def weighting_function(reg_max: int, up: Tensor, reg_scale: Tensor
                       (2 * bound)[None]])
 
 
+@float32_box_math
 def integral(corner_logits: Tensor, weights: Tensor) -> Tensor:
     """The expected offsets ``(..., 4)`` of ``(..., 4 * (R + 1))`` logits
     (four edges' distributions, softmax per edge) under ``W`` ``(R +
-    1,)``."""
+    1,)``, in float32 under any autocast (the matrix product would run in
+    the autocast's dtype)."""
     probs = corner_logits.unflatten(-1, (4, -1)).softmax(-1)
     return probs @ weights.to(probs.dtype)
 
@@ -86,10 +88,8 @@ def box_to_bin_targets(references: Tensor, boxes_xyxy: Tensor, reg_max: int,
     to_right = (values[index + 1] - offsets).abs()
     right_weight = torch.where(inside, to_left / (to_left + to_right),
                                (left >= reg_max).to(offsets.dtype))
-    bins = torch.where(left >= reg_max, torch.full_like(offsets, reg_max -
-                                                        eps),
-                       left.clamp(min=0).to(offsets.dtype))
-    return bins.clamp(0, reg_max - eps), right_weight, 1 - right_weight
+    bins = left.clamp(min=0).to(offsets.dtype).clamp(max=reg_max - eps)
+    return bins, right_weight, 1 - right_weight
 
 
 def interpolated_bin_loss(corner_logits: Tensor, bins: Tensor,

@@ -197,20 +197,17 @@ class HybridEncoder(BaseModule):
 
     # the CCFM's parts (D-FINE's encoder replaces them)
     def lateral_conv(self) -> nn.Module:
-        """``(B, D, h, w)`` -> same: the top-down path's 1x1 conv + BN +
-        activation."""
+        """The top-down path's 1x1 conv (+ BN, activation)."""
         return ConvModule(self.hidden_dim, self.hidden_dim, 1,
                           norm_cfg=self.norm_cfg, act_cfg=self.act)
 
     def downsample_conv(self) -> nn.Module:
-        """``(B, D, h, w)`` -> ``(B, D, h / 2, w / 2)``: 3x3 conv, stride
-        2, BN, activation."""
+        """The bottom-up path's stride-2 3x3 conv (+ BN, activation)."""
         return ConvModule(self.hidden_dim, self.hidden_dim, 3, 2, 1,
                           norm_cfg=self.norm_cfg, act_cfg=self.act)
 
     def fusion_block(self) -> nn.Module:
-        """``(B, 2D, h, w)`` -> ``(B, D, h, w)``: a :class:`CSPRepLayer`
-        of ``round(3 * depth_mult)`` blocks."""
+        """``2D`` -> ``D`` channels: a :class:`CSPRepLayer`."""
         return CSPRepLayer(2 * self.hidden_dim, self.hidden_dim,
                            round(3 * self.depth_mult), self.expansion,
                            self.norm_cfg, self.act)
