@@ -12,7 +12,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from detr_plugin.datasets.transforms import DenseMosaic
+from detr_plugin.datasets.transforms import DenseMixUp, DenseMosaic
 from detr_plugin.engine.hooks import TransformScheduleHook
 
 
@@ -41,13 +41,22 @@ def test_a_mosaic_has_the_four_images_boxes_on_twice_the_scale():
     assert 1 <= len(out['gt_bboxes']) <= 8
 
 
-def test_without_a_mosaic_the_image_is_untouched():
+def test_without_a_mosaic_or_mixup_the_image_is_untouched():
     results = image(0)
     original = results['img'].copy()
     results['mix_results'] = [image(s) for s in (1, 2, 3)]
     out = mosaic(0.0)(results)
     assert np.array_equal(out['img'], original)
     assert len(out['gt_bboxes']) == 2 and 'mix_results' not in out
+    mixup = DenseMixUp(img_scale=(40, 60), ratio_range=(1., 1.),
+                       flip_ratio=0., prob=0.)
+    results['mix_results'] = [image(1)]
+    assert np.array_equal(mixup(results)['img'], original)
+    mixup.prob = 1.
+    results['mix_results'] = [image(1)]
+    mixed = mixup(results)  # blended, the boxes of both images
+    assert not np.array_equal(mixed['img'], original)
+    assert len(mixed['gt_bboxes']) == 4
 
 
 class FakeMixDataset:
@@ -84,7 +93,7 @@ def test_every_deim_config_schedules_its_mixing_and_augmentations():
         schedule = hooks['TransformScheduleHook']['schedule']
         start, mix_end, aug_end = sorted(schedule)[1:]
         assert schedule[start] == [] and start == 4
-        assert set(schedule[mix_end]) == {'DenseMosaic', 'MixUp'}
+        assert set(schedule[mix_end]) == {'DenseMosaic', 'DenseMixUp'}
         assert set(schedule[0]) == set(schedule[aug_end]) > \
             set(schedule[mix_end])
         assert hooks['BatchAugmentSwitchHook']['switch_epoch'] == aug_end
@@ -92,7 +101,7 @@ def test_every_deim_config_schedules_its_mixing_and_augmentations():
         dataset = cfg.train_dataloader.dataset
         assert dataset.type == 'MultiImageMixDataset'
         assert [t['type'] for t in dataset.pipeline[:2]] == \
-            ['DenseMosaic', 'MixUp']
+            ['DenseMosaic', 'DenseMixUp']
         assert cfg.model.type == 'DFINE'
         assert cfg.model.bbox_head.loss_cls.type == 'MatchabilityAwareLoss'
         # a sigmoid classifier of 80 rows (no no-object class): the head
@@ -100,3 +109,54 @@ def test_every_deim_config_schedules_its_mixing_and_augmentations():
         assert cfg.model.bbox_head.loss_cls.use_sigmoid
         assert cfg.model.bbox_head.mlp_act == cfg.model.decoder.mlp_act == \
             'silu'
+
+
+def test_tools_train_runs_the_deim_recipe_through_its_stages(tmp_path):
+    """``tools/train.py`` on the DEIM-L config, shrunk (the D-FINE demo's
+    model with DEIM's SiLU MLPs and MAL, 8 shapes images, 128-pixel
+    inputs, 3 epochs of 2 iterations): the config passes the tool's checks
+    (a by-epoch cosine converted to iterations), the data check sees
+    through the mixing dataset, and the hook switches the stages."""
+    from helpers.configs import CONFIG_DIR
+    from helpers.data import SHAPES_CLASSES, make_shapes
+    from helpers.tools import run_tool
+    root = make_shapes(str(tmp_path / 'shapes'), num_train=8)
+    cfg = Config.fromfile(
+        osp.join(CONFIG_DIR, 'deim', 'deim_dfine_hgnetv2-l_8xb4-58e_coco.py'))
+    model = Config.fromfile(
+        osp.join(CONFIG_DIR, 'demo', 'dfine_r18vd_shapes.py')).model
+    model.decoder.mlp_act = model.bbox_head.mlp_act = 'silu'
+    model.bbox_head.loss_cls = cfg.model.bbox_head.loss_cls
+    model.data_preprocessor.batch_augments = None
+    cfg.model = model
+    dataset = cfg.train_dataloader.dataset
+    dataset.dataset.update(
+        data_root=root, ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'), metainfo=dict(classes=SHAPES_CLASSES))
+    scales = dict(Resize=('scale', (128, 128)),
+                  DenseMixUp=('img_scale', (128, 128)),
+                  DenseMosaic=('img_scale', (64, 64)))
+    for transform in dataset.pipeline:
+        if transform['type'] in scales:
+            key, value = scales[transform['type']]
+            transform[key] = value
+    cfg.train_dataloader.update(batch_size=4, num_workers=0,
+                                persistent_workers=False)
+    for split in ('val', 'test'):
+        for part in ('dataloader', 'cfg', 'evaluator'):
+            cfg[f'{split}_{part}'] = None
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3)
+    everything = cfg.custom_hooks[1].schedule[0]
+    cfg.custom_hooks[1].schedule = {0: everything, 1: [],
+                                    2: list(cfg.mixing)}
+    cfg.custom_hooks[2].switch_epoch = 2
+    cfg.param_scheduler[0].end = 4
+    cfg.param_scheduler[1].update(begin=1, end=2)
+    config = str(tmp_path / 'deim_tiny.py')
+    cfg.dump(config)
+    out = run_tool(['train.py', config, '--work-dir', 'work'],
+                   cwd=str(tmp_path)).out
+    for epoch, skipped in ((0, str(everything)), (1, 'none'),
+                           (2, str(list(cfg.mixing)))):
+        assert f'epoch {epoch}: transforms skipped: {skipped}' in out
+    assert 'Epoch(train) [3][2/2]' in out

@@ -177,7 +177,9 @@ KEY_REGISTRIES = (
 # constructor's)
 BUILDER_ARGUMENTS = dict(norm_cfg={'requires_grad'}, cfg={'postfix'},
                          loss_cls={'bg_cls_weight'},
-                         optim_wrapper={'constructor', 'paramwise_cfg'})
+                         optim_wrapper={'constructor', 'paramwise_cfg'},
+                         # the runner builds by-epoch schedulers per iteration
+                         param_scheduler={'convert_to_iter_based'})
 CHECKED_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'default_hooks',
                 'custom_hooks', 'train_dataloader', 'val_dataloader',
                 'test_dataloader', 'val_evaluator', 'test_evaluator',
@@ -257,7 +259,9 @@ def check_config_arguments(cfg: Config) -> None:
             names, open_ended = init_arguments(cls)
             # CheckpointHook's **kwargs go to the saving: none is checked
             if not open_ended or issubclass(cls, CheckpointHook):
-                extra = BUILDER_ARGUMENTS.get(key.rsplit('.', 1)[-1], set())
+                extra = BUILDER_ARGUMENTS.get(key.rsplit('.', 1)[-1],
+                                              set()) | BUILDER_ARGUMENTS.get(
+                    key.split('.', 1)[0], set())
                 for arg in sorted(set(node) - names - extra
                                   - {'type', '_scope_'}):
                     raise SystemExit(unknown_argument(f'{key}.{arg}', cls,

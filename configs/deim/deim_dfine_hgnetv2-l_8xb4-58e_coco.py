@@ -3,9 +3,10 @@
 # epochs where D-FINE-L needs 72): the D-FINE-L model with SiLU in the
 # decoder's FFNs and MLPs and the backbone unfrozen, trained with
 # * Dense O2O: mosaics of 4 images (DenseMosaic: mmdet's Mosaic + a random
-#   affine, probability 0.5) and mmdet's MixUp (probability 0.5) in epochs
-#   4-28, the D-FINE augmentations in epochs 4-49, none before epoch 4 or
-#   from epoch 50 (TransformScheduleHook over mmdet's MultiImageMixDataset);
+#   affine, probability 0.5) and DenseMixUp (mmdet's MixUp, probability
+#   0.5) in epochs 4-28, the D-FINE augmentations in epochs 4-49, none
+#   before epoch 4 or from epoch 50 (TransformScheduleHook over mmdet's
+#   MultiImageMixDataset);
 #   the random batch size stops at epoch 50;
 # * the matchability-aware loss (MAL, gamma 1.5) instead of VFL;
 # * AdamW 5e-4 (backbone 2.5e-5), 2000 quadratic warm-up iterations, flat
@@ -45,9 +46,10 @@ train_pipeline = [
             border=(0, 0),
             border_val=(0, 0, 0))),
     dict(
-        type='MixUp',
+        type='DenseMixUp',
         img_scale=(640, 640),
         ratio_range=(1.0, 1.0),
+        flip_ratio=0.,
         pad_val=0,
         prob=0.5),
     # D-FINE's (mmengine substitutes a base list only whole)
@@ -104,7 +106,7 @@ param_scheduler = [
         by_epoch=True,
         convert_to_iter_based=True)
 ]
-mixing = ['DenseMosaic', 'MixUp']
+mixing = ['DenseMosaic', 'DenseMixUp']
 everything = mixing + ['PhotoMetricDistortion', 'RandomApply']
 transform_schedule = dict(
     type='TransformScheduleHook',

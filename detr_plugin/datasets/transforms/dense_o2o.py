@@ -1,8 +1,9 @@
-"""DEIM's mosaic: mmdet's ``Mosaic`` followed by a random affine of the
-mosaic only (DEIM, section 3.2: "Dense O2O")."""
+"""DEIM's Dense O2O (section 3.2) from mmdet's mixing transforms: a mosaic
+followed by a random affine of the mosaic only, and MixUp with a
+probability (mmdet 3.3's ``MixUp`` always mixes)."""
 import random
 
-from mmdet.datasets.transforms import Mosaic
+from mmdet.datasets.transforms import MixUp, Mosaic
 
 from ...registry import TRANSFORMS
 
@@ -31,3 +32,20 @@ class DenseMosaic(Mosaic):
             results.pop('mix_results', None)
             return results
         return self.affine(super().transform(results))
+
+
+@TRANSFORMS.register_module()
+class DenseMixUp(MixUp):
+    """With probability ``prob``, mmdet's ``MixUp`` (the image blended half
+    and half with another, the boxes of both kept); otherwise the image
+    unchanged. ``**kwargs``: ``MixUp``'s."""
+
+    def __init__(self, prob: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.prob = prob
+
+    def transform(self, results: dict) -> dict:
+        if random.uniform(0, 1) > self.prob:
+            results.pop('mix_results', None)
+            return results
+        return super().transform(results)
