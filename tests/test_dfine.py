@@ -499,3 +499,18 @@ def test_the_config_is_told_from_the_weights(size, stem, width, layers,
     assert dfine_config(state) == f'dfine_{name}_coco.py'
     deim = dfine_config(state, deim=True)
     assert deim.startswith(f'deim_dfine_hgnetv2-{size}_8xb4-')
+
+
+def test_a_loss_without_use_sigmoid_takes_its_class_default():
+    """``loss_cls=dict(type='MatchabilityAwareLoss')`` (no ``use_sigmoid``,
+    as a ``_delete_``'d config dict): the head is sigmoid, C rows."""
+    init_default_scope('detr_plugin')
+    head = MODELS.build(dict(type='DFINEHead', num_classes=NUM_CLASSES,
+                             embed_dims=WIDTH, num_pred_layer=2,
+                             share_pred_layer=False, as_two_stage=True,
+                             loss_cls=dict(type='MatchabilityAwareLoss')))
+    assert head.use_sigmoid and head.cls_branches[0].out_features == \
+        NUM_CLASSES
+    softmax = MODELS.build(dict(type='DETRHead', num_classes=NUM_CLASSES,
+                                embed_dims=WIDTH))  # CrossEntropyLoss's
+    assert not softmax.use_sigmoid

@@ -13,6 +13,7 @@ matched with ``FocalLossCost``), and boxes predicted relative to reference
 points (the MLP's output is added to ``inverse_sigmoid(reference)`` before the
 sigmoid: Conditional DETR's 2-D centres, DAB-DETR's per-layer 4-D anchors).
 """
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,7 +26,7 @@ from mmengine.model import BaseModule, bias_init_with_prob
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from ..registry import MODELS, TASK_UTILS
+from ..registry import MODELS, TASK_UTILS, registered_class
 from .box_precision import float32_box_math
 from .hungarian_assigner import QueryMatches
 from .match_costs import BatchedTargets
@@ -72,6 +73,16 @@ def stack_references(references: Optional[Sequence[Tensor]]
                      ) -> Optional[Tensor]:
     """Per-layer ``(B, Q, R)`` references as one ``(L, B, Q, R)`` tensor."""
     return None if references is None else torch.stack(list(references))
+
+
+def default_use_sigmoid(loss_cfg: dict) -> bool:
+    """The ``use_sigmoid`` default of the loss class a config names (mmdet's
+    CrossEntropyLoss: False, FocalLoss and this package's: True), for a
+    config that does not set it."""
+    cls = registered_class(MODELS, loss_cfg.get('type'))
+    param = inspect.signature(cls).parameters.get('use_sigmoid') \
+        if cls is not None else None
+    return param is not None and param.default is True
 
 
 class MLP(nn.Module):
@@ -158,7 +169,8 @@ class DETRHead(BaseModule):
         self.num_classes = num_classes
         self.embed_dims = embed_dims
         loss_cls = dict(loss_cls)
-        self.use_sigmoid = bool(loss_cls.get('use_sigmoid', False))
+        self.use_sigmoid = bool(loss_cls.get('use_sigmoid',
+                                             default_use_sigmoid(loss_cls)))
         if self.use_sigmoid:  # no no-object class, no class weights
             self.bg_cls_weight = 0.
             self.cls_out_channels = num_classes
