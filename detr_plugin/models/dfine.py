@@ -2,24 +2,18 @@
 
 What D-FINE changes on :mod:`.rtdetr`:
 
-* **FDR** (:mod:`.fine_distribution`): each decoder layer's box MLP predicts
-  logits of four edge-offset distributions, *added* to the previous layer's
-  (the MLP reads ``output + previous output.detach()``); a layer's boxes are
-  their expectation applied to one fixed reference, the first layer's
-  "pre" box (an RT-DETR box of the selected proposal), and are the next
-  layer's reference (detached);
-* **LQE**: the classifier's logits get a term from the distributions'
-  sharpness (top-4 probabilities per edge and their mean, through an MLP);
-* the decoder layer: a gate (``sigmoid`` mixing of residual and
-  cross-attention, then LayerNorm) replaces the second residual and norm;
-  the cross-attention has no value/output projection and per-level point
-  counts ((3, 6, 3)), the query position MLP is clamped to +-10;
-* **losses** (:class:`DFINEHead`): every output (layers, the pre boxes,
-  the proposals) is matched; its classification loss uses its own match,
-  its boxes the *union* of all matches (each query with its most frequent
-  box); **FGL** is the cross-entropy of the distributions with the two bins
-  around each target edge, IoU-weighted; **DDF** distils the last layer's
-  distributions into the others (GO-LSD), KL at temperature 5.
+* **FDR** (:mod:`.fine_distribution`): each layer's box MLP (reading
+  ``output + previous output.detach()``) adds logits to the previous
+  layer's four edge-offset distributions; their expectation, applied to the
+  first layer's fixed "pre" box, is the layer's box and the next reference;
+* **LQE**: the logits get an MLP of the distributions' top-4 probabilities;
+* a gate replaces the decoder layer's second residual and norm; the
+  cross-attention has no value/output projection and (3, 6, 3) points;
+* **losses** (:class:`DFINEHead`): every output (layers, pre boxes,
+  proposals) is classified by its own match and boxed by the *union* of all
+  matches; **FGL**: cross-entropy with the two bins around each target
+  edge, IoU-weighted; **DDF** (GO-LSD): the last layer's distributions
+  distilled into the others, KL at temperature 5.
 
 DEIM (Huang et al. 2025) trains the same model with SiLU MLPs/FFN
 (``mlp_act``/FFN ``act_cfg``) and the matchability-aware loss
@@ -30,13 +24,14 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
 from ..registry import MODELS
 from .box_precision import float32_box_math
 from .deformable_attention import DeformableAttention, LevelShapes
-from .detr_head import BoxMLP, at_least_one, mean_over_processes, refine
+from .detr_head import (MLP, BoxMLP, at_least_one, mean_over_processes,
+                        refine)
 from .dino import denoising_matches
 from .fine_distribution import (box_to_bin_targets, distance_to_box,
                                 integral, interpolated_bin_loss,
@@ -53,10 +48,9 @@ class DFINEDeformableAttention(DeformableAttention):
     """D-FINE's deformable cross-attention: ``P_l`` points at level ``l``,
     one softmax over all ``sum P_l`` points of a head, offsets scaled by
     ``offset_scale / P_l`` of the reference box, and the memory itself as
-    the values (no value or output projection).
-
-    The points are laid into the ``(L, max P_l)`` grid that mmcv's kernel
-    and this package's samplers take, the unused slots with weight 0.
+    the values (no value or output projection); the points are laid into
+    the ``(L, max P_l)`` grid of mmcv's kernel and our samplers (weight 0
+    in the unused slots).
 
     Args:
         embed_dims, num_heads, dropout, sampling: as
@@ -76,8 +70,7 @@ class DFINEDeformableAttention(DeformableAttention):
         self.points_per_level, self.offset_scale = points, offset_scale
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * total * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * total)
-        # the memory is the value, the samples' sum the output
-        self.value_proj = self.output_proj = nn.Identity()
+        self.value_proj = self.output_proj = nn.Identity()  # raw memory
         if sampling == 'discrete':
             self.sampling_offsets.requires_grad_(False)
         self.register_buffer('num_points_scale', torch.tensor(
@@ -202,7 +195,8 @@ class DFINETransformerDecoder(RTDETRTransformerDecoder):
         self.reg_max = reg_max
         self.register_buffer('reg_scale', torch.tensor([float(reg_scale)]))
         self.register_buffer('up', torch.tensor([float(up)]))
-        self.query_pos_head.act = dict(relu=F.relu, silu=F.silu)[mlp_act]
+        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2,
+                                  mlp_act)
 
     def forward(self, query: Tensor, value: Tensor, reference_points: Tensor,
                 corner_branches: Sequence[nn.Module], pre_branch: nn.Module,
@@ -512,7 +506,7 @@ class DFINEHead(RTDETRHead):
         layers) FGL by the ``union`` matches / their number; DDF of layers
         before the last; and DDF's balance (:meth:`distribution_losses`)."""
         num_outputs, num_layers = len(logits), len(corners)
-        cls = self.classification_loss(logits, boxes, targets, own) / \
+        cls = self.iou_target_class_loss(logits, boxes, targets, own) / \
             num_gts
         repeated = repeat_matches(union, num_outputs)
         l1, giou = self._box_losses(boxes, targets, repeated, num_outputs)
@@ -529,31 +523,6 @@ class DFINEHead(RTDETRHead):
             if i < num_layers - 1:
                 losses[f'{name}{kind}_ddf'] = ddf[i]
         return losses, ddf_balance
-
-    @float32_box_math
-    def classification_loss(self, logits: Tensor, boxes: Tensor,
-                            targets: BatchedTargets,
-                            matches: QueryMatches) -> Tensor:
-        """``(N,)`` summed ``loss_cls`` (VFL or MAL) of each output, its
-        targets the IoU of its matched boxes."""
-        idx = (matches.layer_idx, matches.batch_idx, matches.query_idx)
-        labels = targets.labels[matches.batch_idx, matches.gt_idx]
-        iou = self._matched_iou(boxes[idx], targets, matches)
-        positive = torch.zeros_like(logits, dtype=torch.bool)
-        positive[idx + (labels, )] = True
-        scores = torch.zeros_like(logits).index_put(idx + (labels, ), iou)
-        return self.loss_cls(logits, scores, positive).flatten(1).sum(1)
-
-    @staticmethod
-    def _matched_iou(boxes: Tensor, targets: BatchedTargets,
-                     matches: QueryMatches) -> Tensor:
-        """IoU ``(M,)`` of the matched boxes ``(M, 4)`` cxcywh with their
-        targets (detached)."""
-        return bbox_overlaps(
-            bbox_cxcywh_to_xyxy(boxes.detach().float()),
-            bbox_cxcywh_to_xyxy(targets.boxes_cxcywh[matches.batch_idx,
-                                                     matches.gt_idx]),
-            is_aligned=True)
 
     @float32_box_math
     def distribution_losses(self, corners: Tensor, boxes: Tensor,
@@ -595,16 +564,17 @@ class DFINEHead(RTDETRHead):
             ddf_balance = ((matched.sum() * scale)**0.5,
                            ((~matched).sum() * scale)**0.5)
         positive_weight, negative_weight = ddf_balance
+        teacher_weight = teacher_logits.detach().sigmoid().max(-1)[0]
         fgl, ddf = [], []
         for layer in range(len(corners)):
-            iou = self._matched_iou(boxes[layer][idx], targets, matches)
+            iou = self.matched_iou(boxes[layer][idx], targets, matches)
             fgl.append((interpolated_bin_loss(
                 corners[layer][idx].reshape(-1, bins), *bin_targets) *
                 iou.repeat_interleave(4)).sum() / count)
             if layer == len(corners) - 1:
                 continue
-            weight = teacher_logits.detach().sigmoid().max(-1)[0]
-            weight = weight.index_put(idx, iou.to(weight.dtype))
+            weight = teacher_weight.index_put(idx, iou.to(
+                teacher_weight.dtype))
             kl = F.kl_div(F.log_softmax(corners[layer].reshape(-1, bins) /
                                         temperature, -1), teacher,
                           reduction='none').sum(-1)

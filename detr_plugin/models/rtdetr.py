@@ -285,21 +285,34 @@ class RTDETRHead(DINOHead):
                    ) -> Tuple[Tensor, Tensor, Tensor]:
         """``(L,)`` varifocal, L1 and GIoU losses per layer, the first two
         normalized by the matched boxes (as the box losses)."""
-        num_layers = cls_logits.size(0)
         loss_bbox, loss_iou = self._box_losses(box_preds, targets, matches,
-                                               num_layers)
+                                               cls_logits.size(0))
+        num_boxes = at_least_one(mean_over_processes(
+            matches.num_per_layer, cls_logits.device))
+        loss_cls = self.iou_target_class_loss(
+            cls_logits, box_preds, targets, matches) / num_boxes
+        return loss_cls, loss_bbox, loss_iou
+
+    @float32_box_math
+    def iou_target_class_loss(self, cls_logits: Tensor, box_preds: Tensor,
+                              targets: BatchedTargets,
+                              matches: QueryMatches) -> Tensor:
+        """``(L,)`` summed ``loss_cls`` of ``(L, B, Q, C)`` logits whose
+        targets are the matched boxes' ``(L, B, Q, 4)`` IoUs."""
         idx = (matches.layer_idx, matches.batch_idx, matches.query_idx)
         labels = targets.labels[matches.batch_idx, matches.gt_idx]
-        iou = bbox_overlaps(
-            bbox_cxcywh_to_xyxy(box_preds[idx].detach()),
-            bbox_cxcywh_to_xyxy(
-                targets.boxes_cxcywh[matches.batch_idx, matches.gt_idx]),
-            is_aligned=True)
+        iou = self.matched_iou(box_preds[idx], targets, matches)
         positive = torch.zeros_like(cls_logits, dtype=torch.bool)
         positive[idx + (labels, )] = True
         scores = torch.zeros_like(cls_logits).index_put(idx + (labels, ), iou)
-        num_boxes = at_least_one(mean_over_processes(
-            matches.num_per_layer, cls_logits.device))
-        loss_cls = self.loss_cls(cls_logits, scores, positive).flatten(
-            1).sum(1) / num_boxes
-        return loss_cls, loss_bbox, loss_iou
+        return self.loss_cls(cls_logits, scores, positive).flatten(1).sum(1)
+
+    @staticmethod
+    def matched_iou(boxes: Tensor, targets: BatchedTargets,
+                    matches: QueryMatches) -> Tensor:
+        """IoU ``(M,)`` of matched boxes ``(M, 4)`` with targets."""
+        return bbox_overlaps(
+            bbox_cxcywh_to_xyxy(boxes.detach().float()),
+            bbox_cxcywh_to_xyxy(targets.boxes_cxcywh[matches.batch_idx,
+                                                     matches.gt_idx]),
+            is_aligned=True)
